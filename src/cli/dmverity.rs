@@ -1,0 +1,556 @@
+//! `verity format | verify | dump`: veritysetup's verbs, options (short ones included: `-h` is
+//! `--hash`, `-s` is `--salt`) and `Key:\tvalue` output, so scripts written for it keep working.
+
+use super::{failed, op_err, progress::bytes_bar, CliError, CliResult};
+use crate::digest::HashAlg;
+use crate::hex;
+use crate::io::{output::PendingFile, FileSink, FileSource};
+use crate::verity::geometry::{check_block_size, hash_start_block, MAX_SALT};
+use crate::verity::superblock::{parse_uuid, uuid_to_string, SUPERBLOCK_SIZE};
+use crate::verity::verify::{verify_image, VerifyOptions};
+use crate::verity::{build::build_tree, BlockSource, Geometry, Params, Superblock};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+/// Options that take a separate value, for moving options that precede the verb.
+pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
+    "-h",
+    "--hash",
+    "-s",
+    "--salt",
+    "--data-block-size",
+    "--hash-block-size",
+    "--uuid",
+    "--format",
+    "--hash-offset",
+    "--data-blocks",
+    "--root-hash-file",
+    "--root-hash-signature",
+    "--fec-device",
+    "--fec-roots",
+    "--fec-offset",
+];
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build a hash tree for DATA into HASH and print the root hash (veritysetup format).
+    #[command(disable_help_flag = true)]
+    Format(FormatArgs),
+    /// Check every data and hash block of DATA/HASH against the root hash (veritysetup verify).
+    #[command(disable_help_flag = true)]
+    Verify(VerifyArgs),
+    /// Print the superblock of HASH (veritysetup dump).
+    #[command(disable_help_flag = true)]
+    Dump(DumpArgs),
+}
+
+/// Options shared by the veritysetup verbs.
+#[derive(Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Hash algorithm (sha1, sha256, sha384, sha512).
+    #[arg(short = 'h', long = "hash", default_value = "sha256")]
+    pub hash: String,
+    /// Data block size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub data_block_size: u64,
+    /// Hash block size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub hash_block_size: u64,
+    /// Salt as hex, or '-' for none.
+    #[arg(short = 's', long)]
+    pub salt: Option<String>,
+    /// Hash type: 1 normal, 0 Chrome OS.
+    #[arg(long = "format", default_value_t = 1)]
+    pub format: u32,
+    /// No superblock: every parameter comes from the command line.
+    #[arg(long)]
+    pub no_superblock: bool,
+    /// Byte offset of the superblock (or tree) on the hash device.
+    #[arg(long, default_value_t = 0)]
+    pub hash_offset: u64,
+    /// Number of data blocks (default: all whole blocks of DATA).
+    #[arg(long)]
+    pub data_blocks: Option<u64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// More output.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Debug output (lines start with '#').
+    #[arg(long)]
+    pub debug: bool,
+    /// Accepted for veritysetup compatibility; never asks anything anyway.
+    #[arg(short = 'q', long = "batch-mode")]
+    pub batch_mode: bool,
+    /// Print help.
+    #[arg(short = '?', long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// Data device or file.
+    pub data: PathBuf,
+    /// Hash device or file (may be DATA itself with --hash-offset past the data).
+    pub hash_device: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// UUID for the superblock (default: random).
+    #[arg(long)]
+    pub uuid: Option<String>,
+    /// Write the root hash (hex, no newline) to this file.
+    #[arg(long)]
+    pub root_hash_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Data device or file.
+    pub data: PathBuf,
+    /// Hash device or file.
+    pub hash_device: PathBuf,
+    /// Root hash as hex (or use --root-hash-file).
+    pub root_hash: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Read the root hash from this file.
+    #[arg(long)]
+    pub root_hash_file: Option<PathBuf>,
+    /// List every bad block instead of stopping at the first.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Hash device or file.
+    pub hash_device: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub fn run(cmd: Command) -> CliResult {
+    match cmd {
+        Command::Format(a) => format(a),
+        Command::Verify(a) => verify(a),
+        Command::Dump(a) => dump(a),
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], CliError> {
+    let mut b = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| op_err("the system random generator failed"))?;
+    Ok(b)
+}
+
+/// Parses `--salt`: hex, `-` for empty, or absent for 32 random bytes.
+pub(crate) fn parse_salt(salt: Option<&str>) -> Result<Vec<u8>, CliError> {
+    match salt {
+        None => Ok(random_bytes::<32>()?.to_vec()),
+        Some("-") | Some("") => Ok(Vec::new()),
+        Some(h) => {
+            let s = hex::decode(h).map_err(|e| op_err(format!("invalid --salt: {e}")))?;
+            if s.len() > MAX_SALT {
+                return Err(op_err(format!(
+                    "invalid --salt: {} bytes, at most {MAX_SALT} are allowed",
+                    s.len()
+                )));
+            }
+            Ok(s)
+        }
+    }
+}
+
+fn open_source(path: &Path, what: &str) -> Result<FileSource, CliError> {
+    FileSource::open(path)
+        .map_err(|e| op_err(format!("cannot open {what} {}: {e}", path.display())))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Checks the common options that do not depend on any file.
+fn check_common(c: &CommonArgs) -> Result<(HashAlg, u32, u32), CliError> {
+    let alg = HashAlg::from_name(&c.hash).map_err(|e| op_err(format!("--hash: {e}")))?;
+    let dbs = check_block_size("data", c.data_block_size)
+        .map_err(|e| op_err(format!("--data-block-size: {e}")))?;
+    let hbs = check_block_size("hash", c.hash_block_size)
+        .map_err(|e| op_err(format!("--hash-block-size: {e}")))?;
+    if c.format > 1 {
+        return Err(op_err(format!("--format {}: only 0 and 1 exist", c.format)));
+    }
+    if c.hash_offset % 512 != 0 {
+        return Err(op_err(format!(
+            "--hash-offset {} is not a multiple of 512",
+            c.hash_offset
+        )));
+    }
+    Ok((alg, dbs, hbs))
+}
+
+/// Facts printed after format and by dump, in veritysetup's order and spelling.
+struct Facts<'a> {
+    hash_path: &'a Path,
+    uuid: Option<[u8; 16]>,
+    geom: &'a Geometry,
+    root: Option<&'a [u8]>,
+    hash_device_size: u64,
+}
+
+fn print_facts(f: &Facts, json_out: bool) {
+    let p = &f.geom.params;
+    let salt = if p.salt.is_empty() {
+        "-".to_string()
+    } else {
+        hex::encode(&p.salt)
+    };
+    let uuid = f.uuid.map(|u| uuid_to_string(&u)).unwrap_or_default();
+    if json_out {
+        let mut v = json!({
+            "hash_device": f.hash_path.display().to_string(),
+            "uuid": if uuid.is_empty() { serde_json::Value::Null } else { uuid.clone().into() },
+            "hash_type": p.hash_type,
+            "data_blocks": p.data_blocks,
+            "data_block_size": p.data_block_size,
+            "hash_blocks": f.geom.tree_blocks(),
+            "hash_block_size": p.hash_block_size,
+            "hash_algorithm": p.alg.name(),
+            "salt": salt,
+            "hash_start_block": f.geom.hash_start_block,
+            "hash_device_size": f.hash_device_size,
+        });
+        if let Some(r) = f.root {
+            v["root_hash"] = hex::encode(r).into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return;
+    }
+    println!("VERITY header information for {}", f.hash_path.display());
+    println!("UUID:            \t{uuid}");
+    println!("Hash type:       \t{}", p.hash_type);
+    println!("Data blocks:     \t{}", p.data_blocks);
+    println!("Data block size: \t{}", p.data_block_size);
+    println!("Hash blocks:     \t{}", f.geom.tree_blocks());
+    println!("Hash block size: \t{}", p.hash_block_size);
+    println!("Hash algorithm:  \t{}", p.alg.name());
+    println!("Salt:            \t{salt}");
+    if let Some(r) = f.root {
+        println!("Root hash:      \t{}", hex::encode(r));
+    }
+    println!("Hash device size: \t{} [bytes]", f.hash_device_size);
+}
+
+fn format(a: FormatArgs) -> CliResult {
+    let c = &a.common;
+    let (alg, dbs, hbs) = check_common(c)?;
+    let salt = parse_salt(c.salt.as_deref())?;
+    let uuid = match &a.uuid {
+        Some(u) => parse_uuid(u).ok_or_else(|| op_err(format!("--uuid {u:?} is not a UUID")))?,
+        None => {
+            let mut u = random_bytes::<16>()?;
+            u[6] = (u[6] & 0x0f) | 0x40;
+            u[8] = (u[8] & 0x3f) | 0x80;
+            u
+        }
+    };
+    let data = open_source(&a.data, "data device")?;
+    let whole = data.size() / dbs as u64;
+    let data_blocks = match c.data_blocks {
+        Some(0) => return Err(op_err("--data-blocks 0: nothing to protect")),
+        Some(n) if n > whole => {
+            return Err(op_err(format!(
+                "--data-blocks {n} is past the end of {} ({} bytes hold {whole} blocks of {dbs})",
+                a.data.display(),
+                data.size()
+            )))
+        }
+        Some(n) => n,
+        None if whole == 0 => {
+            return Err(op_err(format!(
+                "{} holds {} bytes, less than one {dbs}-byte block",
+                a.data.display(),
+                data.size()
+            )))
+        }
+        None => whole,
+    };
+    if c.data_blocks.is_none() && data.size() % dbs as u64 != 0 {
+        eprintln!(
+            "verity: warning: the last {} bytes of {} are not a whole block and are not covered",
+            data.size() % dbs as u64,
+            a.data.display()
+        );
+    }
+    let params = Params {
+        alg,
+        data_block_size: dbs,
+        hash_block_size: hbs,
+        data_blocks,
+        salt,
+        hash_type: c.format,
+    };
+    let start = hash_start_block(c.hash_offset, hbs, !c.no_superblock).map_err(op_err)?;
+    let geom = Geometry::new(params, start).map_err(|e| op_err(e.to_string()))?;
+    let same = same_file(&a.data, &a.hash_device);
+    if same && c.hash_offset < geom.data_size() {
+        return Err(op_err(format!(
+            "data area overlaps with hash area: data ends at byte {}, hash area starts at --hash-offset {}",
+            geom.data_size(),
+            c.hash_offset
+        )));
+    }
+    // A new hash file is written under a temporary name and renamed when complete; an existing
+    // file or device (or the data file itself) is written in place, as veritysetup does.
+    let pending = if a.hash_device.exists() {
+        None
+    } else {
+        Some(PendingFile::create(&a.hash_device).map_err(|e| {
+            op_err(format!(
+                "cannot create hash file {}: {e}",
+                a.hash_device.display()
+            ))
+        })?)
+    };
+    let file = match &pending {
+        Some(p) => p.file().try_clone(),
+        None => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&a.hash_device),
+    }
+    .map_err(|e| {
+        op_err(format!(
+            "cannot open hash device {}: {e}",
+            a.hash_device.display()
+        ))
+    })?;
+    let end = geom.hash_end();
+    let mut sink = FileSink::new(file);
+    let bar = bytes_bar(geom.data_size(), c.json, "hashing");
+    let root = build_tree(&geom, &data, &mut sink, &|n| bar.set_position(n))
+        .map_err(|e| op_err(format!("{}: {e}", a.data.display())))?;
+    bar.finish_and_clear();
+    let file = sink.into_file();
+    if !c.no_superblock {
+        let sb = Superblock::from_params(&geom.params, uuid);
+        std::os::unix::fs::FileExt::write_all_at(&file, &sb.to_bytes(), c.hash_offset).map_err(
+            |e| {
+                op_err(format!(
+                    "writing superblock to {}: {e}",
+                    a.hash_device.display()
+                ))
+            },
+        )?;
+    }
+    let cur = crate::io::file::file_size(&file).unwrap_or(0);
+    if file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
+        file.set_len(end)
+            .map_err(|e| op_err(format!("extending {}: {e}", a.hash_device.display())))?;
+    }
+    file.sync_all()
+        .map_err(|e| op_err(format!("syncing {}: {e}", a.hash_device.display())))?;
+    if let Some(p) = pending {
+        p.commit()
+            .map_err(|e| op_err(format!("writing {}: {e}", a.hash_device.display())))?;
+    }
+    if let Some(rf) = &a.root_hash_file {
+        crate::io::output::write_atomic(rf, hex::encode(&root).as_bytes())
+            .map_err(|e| op_err(format!("writing root hash file {}: {e}", rf.display())))?;
+    }
+    let size = std::fs::metadata(&a.hash_device)
+        .map(|m| m.len())
+        .unwrap_or(end)
+        .max(end);
+    print_facts(
+        &Facts {
+            hash_path: &a.hash_device,
+            uuid: (!c.no_superblock).then_some(uuid),
+            geom: &geom,
+            root: Some(&root),
+            hash_device_size: if c.no_superblock { end } else { size },
+        },
+        c.json,
+    );
+    Ok(())
+}
+
+/// Reads the superblock (or takes every parameter from the options with --no-superblock).
+fn load_geometry(
+    c: &CommonArgs,
+    hash: &FileSource,
+    hash_path: &Path,
+    data_size: Option<u64>,
+) -> Result<(Geometry, Option<[u8; 16]>), CliError> {
+    let (alg, dbs, hbs) = check_common(c)?;
+    if c.no_superblock {
+        let salt = match c.salt.as_deref() {
+            None => Vec::new(),
+            s => parse_salt(s)?,
+        };
+        let n = match (c.data_blocks, data_size) {
+            (Some(n), _) => n,
+            (None, Some(sz)) => sz / dbs as u64,
+            (None, None) => return Err(op_err("--no-superblock needs --data-blocks")),
+        };
+        let params = Params {
+            alg,
+            data_block_size: dbs,
+            hash_block_size: hbs,
+            data_blocks: n,
+            salt,
+            hash_type: c.format,
+        };
+        let start = hash_start_block(c.hash_offset, hbs, false).map_err(op_err)?;
+        let g = Geometry::new(params, start).map_err(|e| op_err(e.to_string()))?;
+        return Ok((g, None));
+    }
+    let mut buf = [0u8; SUPERBLOCK_SIZE];
+    if hash.size() < c.hash_offset + SUPERBLOCK_SIZE as u64 {
+        return Err(failed(format!(
+            "{}: superblock truncated: the file holds {} bytes, the superblock ends at byte {}",
+            hash_path.display(),
+            hash.size(),
+            c.hash_offset + SUPERBLOCK_SIZE as u64
+        )));
+    }
+    hash.read_at(&mut buf, c.hash_offset).map_err(|e| {
+        op_err(format!(
+            "reading superblock of {}: {e}",
+            hash_path.display()
+        ))
+    })?;
+    let sb = Superblock::parse(&buf).map_err(|e| {
+        failed(format!(
+            "{} is not a valid verity hash device (superblock at byte {}): {e}",
+            hash_path.display(),
+            c.hash_offset
+        ))
+    })?;
+    let mut params = sb.params();
+    if let Some(n) = c.data_blocks {
+        if n != params.data_blocks {
+            return Err(op_err(format!(
+                "--data-blocks {n} differs from the superblock's {}",
+                params.data_blocks
+            )));
+        }
+    }
+    params.data_blocks = sb.data_blocks;
+    let start = hash_start_block(c.hash_offset, params.hash_block_size, true).map_err(op_err)?;
+    let g = Geometry::new(params, start)
+        .map_err(|e| failed(format!("{}: {e}", hash_path.display())))?;
+    Ok((g, Some(sb.uuid)))
+}
+
+fn read_root(arg: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    let text = match (arg, file) {
+        (Some(_), Some(_)) => {
+            return Err(op_err(
+                "give the root hash either as an argument or with --root-hash-file, not both",
+            ))
+        }
+        (Some(h), None) => h.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| op_err(format!("cannot read root hash file {}: {e}", f.display())))?
+            .trim()
+            .to_string(),
+        (None, None) => {
+            return Err(op_err(
+                "a root hash is needed (argument or --root-hash-file)",
+            ))
+        }
+    };
+    hex::decode(&text).map_err(|e| op_err(format!("invalid root hash {text:?}: {e}")))
+}
+
+fn verify(a: VerifyArgs) -> CliResult {
+    let c = &a.common;
+    check_common(c)?;
+    let root = read_root(a.root_hash.as_deref(), a.root_hash_file.as_deref())?;
+    let data = open_source(&a.data, "data device")?;
+    let hash = open_source(&a.hash_device, "hash device")?;
+    let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
+    let bar = bytes_bar(geom.data_size(), c.json, "verifying");
+    let report = verify_image(
+        &geom,
+        &data,
+        &hash,
+        &root,
+        VerifyOptions {
+            stop_at_first: !a.all,
+        },
+        &|n| bar.set_position(n),
+    )
+    .map_err(|e| {
+        op_err(format!(
+            "{} / {}: {e}",
+            a.data.display(),
+            a.hash_device.display()
+        ))
+    })?;
+    bar.finish_and_clear();
+    if c.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "verified": report.is_ok(),
+                "root_hash": hex::encode(&root),
+                "bad_blocks": report.bad,
+                "unverifiable_blocks": report.unverifiable,
+            }))
+            .expect("json")
+        );
+    }
+    if report.is_ok() {
+        if c.verbose && !c.json {
+            println!("Command successful.");
+        }
+        return Ok(());
+    }
+    if !c.json {
+        for b in &report.bad {
+            eprintln!("verity: {b}");
+        }
+    }
+    let first = report
+        .bad
+        .first()
+        .map(|b| b.to_string())
+        .unwrap_or_default();
+    Err(failed(format!(
+        "verification of {} against root hash {} failed: {first}",
+        a.data.display(),
+        hex::encode(&root)
+    )))
+}
+
+fn dump(a: DumpArgs) -> CliResult {
+    let c = &a.common;
+    let hash = open_source(&a.hash_device, "hash device")?;
+    if c.no_superblock {
+        return Err(op_err(
+            "dump reads the superblock; it cannot be used with --no-superblock",
+        ));
+    }
+    let (geom, uuid) = load_geometry(c, &hash, &a.hash_device, None)?;
+    print_facts(
+        &Facts {
+            hash_path: &a.hash_device,
+            uuid,
+            geom: &geom,
+            root: None,
+            hash_device_size: hash.size(),
+        },
+        c.json,
+    );
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! sysext/confext merges: discovery, the pure planner, applying overlays through `sys`, markers, status.

@@ -1,0 +1,1 @@
+//! Verified soft reboot: staging /run/nextroot and switching into it.

@@ -1,0 +1,1 @@
+//! Root-hash signatures: detached PKCS#7 signing and verification, trust stores.

@@ -1,0 +1,346 @@
+//! Building a tree: data blocks are hashed in parallel chunks (holes skipped), and the digests
+//! cascade up through one partial block per level, each finished block written once to its final
+//! offset. Memory is bounded by two chunk buffers plus one block per level, whatever the image size.
+
+use super::geometry::Geometry;
+use super::hasher::BlockHasher;
+use super::source::{BlockSink, BlockSource};
+use rayon::prelude::*;
+use std::io;
+
+/// Bytes of data read and hashed per step (two such buffers are live at once).
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// A failure while building, naming where it happened.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("reading data at byte {offset}: {source}")]
+    ReadData { offset: u64, source: io::Error },
+    #[error("writing hash block at byte {offset}: {source}")]
+    WriteHash { offset: u64, source: io::Error },
+    #[error("data device holds {have} bytes, but {need} are needed for the requested data blocks")]
+    DataTooSmall { have: u64, need: u64 },
+}
+
+/// Reads data blocks `[first, first + count)` of `block_size` bytes into `buf` and marks which
+/// blocks hold any data; blocks that are wholly inside holes are not read.
+pub(crate) fn read_blocks<S: BlockSource + ?Sized>(
+    src: &S,
+    base: u64,
+    block_size: usize,
+    first: u64,
+    count: usize,
+    buf: &mut [u8],
+    has_data: &mut Vec<bool>,
+) -> Result<(), BuildError> {
+    let bs = block_size as u64;
+    let start = base + first * bs;
+    let end = start + count as u64 * bs;
+    let ranges = src
+        .data_ranges(start, end)
+        .map_err(|source| BuildError::ReadData {
+            offset: start,
+            source,
+        })?;
+    has_data.clear();
+    has_data.resize(count, false);
+    let buf = &mut buf[..count * block_size];
+    let whole = ranges.len() == 1 && ranges[0] == (start, end);
+    if !whole {
+        buf.fill(0);
+    }
+    for (a, b) in ranges {
+        let (a, b) = (a.max(start), b.min(end));
+        if a >= b {
+            continue;
+        }
+        // Whole blocks that touch the range, so partially sparse blocks are read in full.
+        let fa = (a - start) / bs;
+        let fb = (b - start).div_ceil(bs);
+        let (oa, ob) = ((fa * bs) as usize, (fb * bs) as usize);
+        src.read_at(&mut buf[oa..ob], start + oa as u64)
+            .map_err(|source| BuildError::ReadData {
+                offset: start + oa as u64,
+                source,
+            })?;
+        has_data[fa as usize..fb as usize].fill(true);
+    }
+    Ok(())
+}
+
+/// Hashes `count` blocks of `buf` into `out` (digest-size slots back to back), in parallel; blocks
+/// without data get `zero_digest` without being hashed.
+pub(crate) fn hash_blocks(
+    hasher: &BlockHasher,
+    block_size: usize,
+    buf: &[u8],
+    has_data: &[bool],
+    zero_digest: &[u8],
+    out: &mut [u8],
+) {
+    let d = hasher.digest_size();
+    const PER_TASK: usize = 32;
+    out.par_chunks_mut(d * PER_TASK)
+        .enumerate()
+        .for_each(|(t, outs)| {
+            for (i, o) in outs.chunks_mut(d).enumerate() {
+                let k = t * PER_TASK + i;
+                if has_data[k] {
+                    hasher.hash_into(&buf[k * block_size..(k + 1) * block_size], o);
+                } else {
+                    o.copy_from_slice(zero_digest);
+                }
+            }
+        });
+}
+
+/// Streams blocks of one layer in chunks, hashing each chunk while the next one is read.
+/// `f(first_index, digests)` receives the digests of consecutive blocks in order.
+pub(crate) fn stream_layer<S, F, E>(
+    src: &S,
+    base: u64,
+    block_size: usize,
+    count: u64,
+    hasher: &BlockHasher,
+    mut f: F,
+) -> Result<(), E>
+where
+    S: BlockSource + ?Sized,
+    F: FnMut(u64, &[u8]) -> Result<(), E>,
+    E: From<BuildError>,
+{
+    let per_chunk = (CHUNK_BYTES / block_size).max(1);
+    let d = hasher.digest_size();
+    let zero = hasher.hash(&vec![0u8; block_size]);
+    let mut cur = vec![0u8; per_chunk.min(count as usize) * block_size];
+    let mut next = cur.clone();
+    let mut cur_has = Vec::new();
+    let mut next_has = Vec::new();
+    let mut digests = vec![0u8; per_chunk.min(count as usize) * d];
+    let n0 = per_chunk.min(count as usize);
+    read_blocks(src, base, block_size, 0, n0, &mut cur, &mut cur_has)?;
+    let mut first = 0u64;
+    while first < count {
+        let n = per_chunk.min((count - first) as usize);
+        let nf = first + n as u64;
+        let nn = per_chunk.min(count.saturating_sub(nf) as usize);
+        let (read_res, ()) = rayon::join(
+            || {
+                if nn > 0 {
+                    read_blocks(src, base, block_size, nf, nn, &mut next, &mut next_has)
+                } else {
+                    Ok(())
+                }
+            },
+            || {
+                hash_blocks(
+                    hasher,
+                    block_size,
+                    &cur,
+                    &cur_has,
+                    &zero,
+                    &mut digests[..n * d],
+                )
+            },
+        );
+        read_res?;
+        f(first, &digests[..n * d])?;
+        std::mem::swap(&mut cur, &mut next);
+        std::mem::swap(&mut cur_has, &mut next_has);
+        first = nf;
+    }
+    Ok(())
+}
+
+struct Partial {
+    buf: Vec<u8>,
+    entries: u64,
+    index: u64,
+    last_block: Vec<u8>,
+    last_digest: Vec<u8>,
+}
+
+/// Collects digests level by level and writes each hash block once it is complete.
+struct Cascade<'g> {
+    geom: &'g Geometry,
+    hasher: &'g BlockHasher,
+    levels: Vec<Partial>,
+    root: Option<Vec<u8>>,
+}
+
+impl<'g> Cascade<'g> {
+    fn new(geom: &'g Geometry, hasher: &'g BlockHasher) -> Self {
+        let hbs = geom.params.hash_block_size as usize;
+        let levels = (0..geom.levels.len())
+            .map(|_| Partial {
+                buf: vec![0u8; hbs],
+                entries: 0,
+                index: 0,
+                last_block: Vec::new(),
+                last_digest: Vec::new(),
+            })
+            .collect();
+        Self {
+            geom,
+            hasher,
+            levels,
+            root: None,
+        }
+    }
+
+    fn push<W: BlockSink + ?Sized>(
+        &mut self,
+        level: usize,
+        digest: &[u8],
+        out: &mut W,
+    ) -> Result<(), BuildError> {
+        let geom = self.geom;
+        let slot = geom.slot_size;
+        let p = &mut self.levels[level];
+        let at = p.entries as usize * slot;
+        p.buf[at..at + digest.len()].copy_from_slice(digest);
+        p.entries += 1;
+        let expected = geom.entries_in(level, p.index);
+        if p.entries < expected {
+            return Ok(());
+        }
+        let hbs = geom.params.hash_block_size as u64;
+        let offset = (geom.levels[level].start + p.index) * hbs;
+        out.write_at(&p.buf, offset)
+            .map_err(|source| BuildError::WriteHash { offset, source })?;
+        // Identical blocks (sparse regions) hash to the same digest: reuse the last one.
+        let d = if p.buf == p.last_block {
+            p.last_digest.clone()
+        } else {
+            let d = self.hasher.hash(&p.buf);
+            p.last_block.clone_from(&p.buf);
+            p.last_digest.clone_from(&d);
+            d
+        };
+        p.buf.fill(0);
+        p.entries = 0;
+        p.index += 1;
+        if level + 1 < self.levels.len() {
+            self.push(level + 1, &d, out)
+        } else {
+            self.root = Some(d);
+            Ok(())
+        }
+    }
+}
+
+/// Builds the tree of `data` described by `geom` into `out` (at the geometry's positions) and
+/// returns the root hash. `progress` is called with the data bytes processed so far.
+pub fn build_tree<S, W>(
+    geom: &Geometry,
+    data: &S,
+    out: &mut W,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<u8>, BuildError>
+where
+    S: BlockSource + ?Sized,
+    W: BlockSink + ?Sized,
+{
+    let p = &geom.params;
+    let need = geom.data_size();
+    if data.size() < need {
+        return Err(BuildError::DataTooSmall {
+            have: data.size(),
+            need,
+        });
+    }
+    let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
+    let dbs = p.data_block_size as usize;
+    if geom.levels.is_empty() {
+        let mut block = vec![0u8; dbs];
+        data.read_at(&mut block, 0)
+            .map_err(|source| BuildError::ReadData { offset: 0, source })?;
+        progress(dbs as u64);
+        return Ok(hasher.hash(&block));
+    }
+    let mut cascade = Cascade::new(geom, &hasher);
+    let d = hasher.digest_size();
+    stream_layer(
+        data,
+        0,
+        dbs,
+        p.data_blocks,
+        &hasher,
+        |first, digests| -> Result<(), BuildError> {
+            for dg in digests.chunks(d) {
+                cascade.push(0, dg, out)?;
+            }
+            progress((first + (digests.len() / d) as u64) * dbs as u64);
+            Ok(())
+        },
+    )?;
+    Ok(cascade.root.expect("a complete tree has a root"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::HashAlg;
+    use crate::verity::Params;
+
+    /// A plain recursive model of the tree, written independently of the streaming code.
+    fn model(p: &Params) -> (Vec<Vec<Vec<u8>>>, Vec<u8>, Vec<u8>) {
+        let data: Vec<u8> = (0..p.data_blocks as usize * p.data_block_size as usize)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let h = BlockHasher::new(p.alg, &p.salt, p.hash_type);
+        let g = Geometry::new(p.clone(), 0).unwrap();
+        let mut layer: Vec<Vec<u8>> = data
+            .chunks(p.data_block_size as usize)
+            .map(|b| h.hash(b))
+            .collect();
+        let mut levels = Vec::new();
+        while layer.len() > 1 {
+            let blocks: Vec<Vec<u8>> = layer
+                .chunks(g.hashes_per_block() as usize)
+                .map(|ds| {
+                    let mut b = vec![0u8; p.hash_block_size as usize];
+                    for (j, dg) in ds.iter().enumerate() {
+                        b[j * g.slot_size..j * g.slot_size + dg.len()].copy_from_slice(dg);
+                    }
+                    b
+                })
+                .collect();
+            layer = blocks.iter().map(|b| h.hash(b)).collect();
+            levels.push(blocks);
+        }
+        (levels, layer[0].clone(), data)
+    }
+
+    #[test]
+    fn streaming_build_equals_the_recursive_model() {
+        for (alg, dbs, hbs, n, ht) in [
+            (HashAlg::Sha256, 4096, 4096, 300, 1),
+            (HashAlg::Sha1, 512, 512, 300, 0),
+            (HashAlg::Sha512, 1024, 512, 70, 1),
+            (HashAlg::Sha256, 512, 1024, 1, 1),
+            (HashAlg::Sha256, 512, 512, 257, 1),
+        ] {
+            let p = Params {
+                alg,
+                data_block_size: dbs,
+                hash_block_size: hbs,
+                data_blocks: n,
+                salt: vec![7; 5],
+                hash_type: ht,
+            };
+            let (levels, root, data) = model(&p);
+            let g = Geometry::new(p.clone(), 0).unwrap();
+            let mut out = Vec::new();
+            let got = build_tree(&g, &data, &mut out, &|_| {}).unwrap();
+            assert_eq!(got, root, "{alg} {dbs} {hbs} {n}");
+            for (i, blocks) in levels.iter().enumerate() {
+                let start = g.levels[i].start as usize * hbs as usize;
+                assert_eq!(
+                    &out[start..start + blocks.concat().len()],
+                    &blocks.concat()[..]
+                );
+            }
+        }
+    }
+}
