@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
+#[cfg(feature = "dm")]
+mod dmopen;
 mod dmverity;
 mod progress;
 
@@ -67,6 +69,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
+    #[cfg(feature = "dm")]
+    #[command(flatten)]
+    DmOpen(dmopen::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -119,6 +124,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        #[cfg(feature = "dm")]
+        Command::DmOpen(c) => dmopen::run(c),
     };
     match res {
         Ok(()) => 0,
