@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
+mod boot;
 #[cfg(feature = "dm")]
 mod dmopen;
 mod dmverity;
@@ -72,6 +73,8 @@ enum Command {
     #[cfg(feature = "dm")]
     #[command(flatten)]
     DmOpen(dmopen::Command),
+    #[command(flatten)]
+    Boot(boot::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -126,6 +129,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::DmVerity(c) => dmverity::run(c),
         #[cfg(feature = "dm")]
         Command::DmOpen(c) => dmopen::run(c),
+        Command::Boot(c) => boot::run(c),
     };
     match res {
         Ok(()) => 0,
