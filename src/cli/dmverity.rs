@@ -36,13 +36,13 @@ pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
 #[derive(Subcommand)]
 pub enum Command {
     /// Build a hash tree for DATA into HASH and print the root hash (veritysetup format).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Format(FormatArgs),
     /// Check every data and hash block of DATA/HASH against the root hash (veritysetup verify).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Verify(VerifyArgs),
     /// Print the superblock of HASH (veritysetup dump).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Dump(DumpArgs),
 }
 
