@@ -351,8 +351,11 @@ fn format(a: FormatArgs) -> CliResult {
             },
         )?;
     }
+    // veritysetup extends the file to the end of the hash area, except when it wrote nothing at
+    // all (no superblock and a single data block, so no tree).
+    let wrote = !c.no_superblock || geom.tree_blocks() > 0;
     let cur = crate::io::file::file_size(&file).unwrap_or(0);
-    if file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
+    if wrote && file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
         file.set_len(end)
             .map_err(|e| op_err(format!("extending {}: {e}", a.hash_device.display())))?;
     }
@@ -366,17 +369,14 @@ fn format(a: FormatArgs) -> CliResult {
         crate::io::output::write_atomic(rf, hex::encode(&root).as_bytes())
             .map_err(|e| op_err(format!("writing root hash file {}: {e}", rf.display())))?;
     }
-    let size = std::fs::metadata(&a.hash_device)
-        .map(|m| m.len())
-        .unwrap_or(end)
-        .max(end);
+    let size = crate::io::file::file_size(&file).unwrap_or(end);
     print_facts(
         &Facts {
             hash_path: &a.hash_device,
             uuid: (!c.no_superblock).then_some(uuid),
             geom: &geom,
             root: Some(&root),
-            hash_device_size: if c.no_superblock { end } else { size },
+            hash_device_size: size,
         },
         c.json,
     );
