@@ -188,7 +188,7 @@ fn check_common(c: &CommonArgs) -> Result<(HashAlg, u32, u32), CliError> {
     if c.format > 1 {
         return Err(op_err(format!("--format {}: only 0 and 1 exist", c.format)));
     }
-    if c.hash_offset % 512 != 0 {
+    if !c.hash_offset.is_multiple_of(512) {
         return Err(op_err(format!(
             "--hash-offset {} is not a multiple of 512",
             c.hash_offset
