@@ -136,3 +136,38 @@ fn cli_names_the_block_and_exits_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("hash block 2 of level 0"));
 }
+
+#[test]
+fn single_block_check_walks_the_hash_path() {
+    use verity::verity::verify::verify_block;
+    let (g, data, mut tree, root) = setup(HashAlg::Sha256, 512, 300, 1);
+    let bs = 512usize;
+    for k in [0u64, 1, 15, 16, 255, 299] {
+        let blk = &data[k as usize * bs..(k as usize + 1) * bs];
+        assert_eq!(
+            verify_block(&g, &tree, &root, k, blk).unwrap(),
+            Ok(()),
+            "block {k}"
+        );
+        let mut bad = blk.to_vec();
+        bad[3] ^= 1;
+        let e = verify_block(&g, &tree, &root, k, &bad)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.location, Location::Data { block: k });
+    }
+    // Corrupt the level-1 block on the path of data block 299 (level-1 index 299/16/16 = 1).
+    let l1 = g.levels[1];
+    let off = ((l1.start + 1) * 512 + 7) as usize;
+    tree[off] ^= 1;
+    let blk = &data[299 * bs..300 * bs];
+    let e = verify_block(&g, &tree, &root, 299, blk)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.location, Location::Hash { level: 1, index: 1 });
+    // A block whose path avoids the damaged block still verifies.
+    assert_eq!(
+        verify_block(&g, &tree, &root, 0, &data[..bs]).unwrap(),
+        Ok(())
+    );
+}
