@@ -44,9 +44,7 @@ fn ca_problem(ca: &X509Certificate, now: i64) -> Option<String> {
         Err(e) => return Some(format!("bad basicConstraints: {e}")),
     }
     match ca.key_usage() {
-        Ok(Some(ku)) if !ku.value.key_cert_sign() => {
-            Some("its keyUsage lacks keyCertSign".into())
-        }
+        Ok(Some(ku)) if !ku.value.key_cert_sign() => Some("its keyUsage lacks keyCertSign".into()),
         Ok(_) => None,
         Err(e) => Some(format!("bad keyUsage: {e}")),
     }
@@ -58,8 +56,8 @@ pub fn verify_chain(signer: &Signer, cas: &TrustStore, now: SystemTime) -> Resul
     let now = unix_seconds(now);
     // Make sure the ASN.1 time conversion accepts the clock value before comparing with it.
     ASN1Time::from_timestamp(now).map_err(|e| SignError::Cert(format!("clock: {e}")))?;
-    let (_, leaf) = X509Certificate::from_der(&signer.cert_der)
-        .map_err(|e| SignError::Cert(e.to_string()))?;
+    let (_, leaf) =
+        X509Certificate::from_der(&signer.cert_der).map_err(|e| SignError::Cert(e.to_string()))?;
     let subject = leaf.subject().to_string();
     check_validity(&leaf, now)?;
     match leaf.key_usage() {

@@ -10,9 +10,12 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use x509_parser::pem::Pem;
 
-pub(crate) const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-pub(crate) const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-pub(crate) const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+pub(crate) const OID_SHA256: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+pub(crate) const OID_SHA384: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+pub(crate) const OID_SHA512: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 pub(crate) const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 pub(crate) const OID_EC_PUBLIC_KEY: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -96,11 +99,13 @@ impl SigningKey {
             Ok(k) => return Ok(SigningKey::Rsa(k)),
             Err(e) => e,
         };
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
+        if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
         {
             return Ok(SigningKey::EcdsaP256(k));
         }
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der, &rng)
+        if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der, &rng)
         {
             return Ok(SigningKey::EcdsaP384(k));
         }
@@ -119,7 +124,9 @@ impl SigningKey {
             )));
         }
         let public = k.public_key.and_then(|b| b.as_bytes()).ok_or_else(|| {
-            SignError::Key("EC PRIVATE KEY without its public key; convert it with `openssl ec`".into())
+            SignError::Key(
+                "EC PRIVATE KEY without its public key; convert it with `openssl ec`".into(),
+            )
         })?;
         let (alg, p384) = match k.parameters {
             Some(OID_P256) => (&signature::ECDSA_P256_SHA256_ASN1_SIGNING, false),
@@ -129,7 +136,11 @@ impl SigningKey {
                     "unsupported curve {other}; P-256 and P-384 are supported"
                 )))
             }
-            None => return Err(SignError::Key("EC PRIVATE KEY without a named curve".into())),
+            None => {
+                return Err(SignError::Key(
+                    "EC PRIVATE KEY without a named curve".into(),
+                ))
+            }
         };
         let pair = EcdsaKeyPair::from_private_key_and_public_key(
             alg,
@@ -196,9 +207,17 @@ mod tests {
 
     const KEYS: &[(&str, &[u8], usize)] = &[
         ("rsa2048 pkcs8", include_bytes!("../../keys/rsa2048.key"), 0),
-        ("rsa2048 pkcs1", include_bytes!("../../keys/rsa2048.pkcs1.key"), 0),
+        (
+            "rsa2048 pkcs1",
+            include_bytes!("../../keys/rsa2048.pkcs1.key"),
+            0,
+        ),
         ("rsa4096 pkcs1", include_bytes!("../../keys/rsa4096.key"), 0),
-        ("rsa4096 pkcs8", include_bytes!("../../keys/rsa4096.pkcs8.key"), 0),
+        (
+            "rsa4096 pkcs8",
+            include_bytes!("../../keys/rsa4096.pkcs8.key"),
+            0,
+        ),
         ("p256 pkcs8", include_bytes!("../../keys/p256.key"), 1),
         ("p256 sec1", include_bytes!("../../keys/p256.sec1.key"), 1),
         ("p384 sec1", include_bytes!("../../keys/p384.key"), 2),

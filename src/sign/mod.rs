@@ -19,7 +19,7 @@ mod trust;
 pub use chain::verify_chain;
 pub use keys::SigningKey;
 pub use pkcs7::{sign_root_hash, sign_with, verify_signature};
-pub use trust::{TrustError, TrustStore, TrustedCert};
+pub use trust::{cert_from_pem, cert_subject, TrustError, TrustStore, TrustedCert};
 
 use thiserror::Error;
 

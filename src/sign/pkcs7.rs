@@ -7,10 +7,10 @@
 //! signature covers their DER), embedded certificates, subject-key-identifier signers.
 
 use super::keys::{
-    pem_blocks, SigningKey, OID_EC_PUBLIC_KEY, OID_ECDSA_SHA256, OID_ECDSA_SHA384, OID_P256,
-    OID_P384, OID_RSA, OID_SHA256, OID_SHA384, OID_SHA512,
+    SigningKey, OID_ECDSA_SHA256, OID_ECDSA_SHA384, OID_EC_PUBLIC_KEY, OID_P256, OID_P384, OID_RSA,
+    OID_SHA256, OID_SHA384, OID_SHA512,
 };
-use super::trust::{cert_subject, TrustStore};
+use super::trust::{cert_from_pem, cert_subject, TrustStore};
 use super::{SignError, Signer};
 use crate::digest::HashAlg;
 use crate::hex;
@@ -29,8 +29,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 const OID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 const OID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 const OID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
-const OID_MESSAGE_DIGEST: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const OID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const OID_ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
 const OID_RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const OID_RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
@@ -73,12 +72,7 @@ pub fn sign_root_hash(
     embed_cert: bool,
 ) -> Result<Vec<u8>, SignError> {
     let key = SigningKey::from_pem(key_pem)?;
-    let blocks = pem_blocks(cert_pem).map_err(SignError::Cert)?;
-    let cert = blocks
-        .iter()
-        .find(|b| b.label == "CERTIFICATE")
-        .ok_or_else(|| SignError::Cert("no CERTIFICATE PEM block".into()))?;
-    sign_with(&key, &cert.contents, root_hex, embed_cert)
+    sign_with(&key, &cert_from_pem(cert_pem)?, root_hex, embed_cert)
 }
 
 /// Builds the detached DER SignedData over `root_hex` (which must already be lower-case hex
@@ -117,8 +111,8 @@ pub fn sign_with(
         unsigned_attrs: None,
     };
     let certificates = if embed_cert {
-        let set = SetOfVec::try_from(vec![CertificateChoices::Certificate(cert.clone())])
-            .map_err(enc)?;
+        let set =
+            SetOfVec::try_from(vec![CertificateChoices::Certificate(cert.clone())]).map_err(enc)?;
         Some(CertificateSet(set))
     } else {
         None
@@ -465,7 +459,10 @@ fn diagnose(p: &Parsed, candidates: &[&[u8]], content: &[u8]) -> Option<SignErro
         ([&upper[..], b"\n"].concat(), true),
     ];
     for (variant, is_upper) in variants {
-        if candidates.iter().any(|d| check_with(p, d, &variant).is_ok()) {
+        if candidates
+            .iter()
+            .any(|d| check_with(p, d, &variant).is_ok())
+        {
             let subject = subject.clone();
             return Some(if is_upper {
                 SignError::UpperCaseContent { subject }

@@ -43,8 +43,8 @@ pub struct TrustStore {
     certs: Vec<TrustedCert>,
 }
 
-/// The subject of a certificate for messages, or a placeholder if it does not parse.
-pub(crate) fn cert_subject(der: &[u8]) -> String {
+/// The subject of a certificate (`CN=...`), or a placeholder if it does not parse.
+pub fn cert_subject(der: &[u8]) -> String {
     X509Certificate::from_der(der)
         .map(|(_, c)| c.subject().to_string())
         .unwrap_or_else(|_| "<unparseable certificate>".into())
@@ -126,6 +126,13 @@ impl TrustStore {
     }
 }
 
+/// The DER of the first certificate in a PEM file.
+pub fn cert_from_pem(pem: &[u8]) -> Result<Vec<u8>, super::SignError> {
+    parse_pem_certs(pem)
+        .map(|mut c| c.remove(0))
+        .map_err(super::SignError::Cert)
+}
+
 /// Masked as systemd masks drop-ins: a symlink to /dev/null, or an empty file.
 fn is_masked(path: &Path) -> bool {
     if std::fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
@@ -199,10 +206,16 @@ mod tests {
     fn a_broken_crt_is_an_error_naming_it_and_missing_dirs_are_fine() {
         let t = tempfile::tempdir().unwrap();
         let bad = t.path().join("bad.crt");
-        std::fs::write(&bad, b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-            .unwrap();
+        std::fs::write(
+            &bad,
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let e = TrustStore::load(&[t.path().to_path_buf()]).unwrap_err();
-        assert!(matches!(&e, TrustError::BadCert { path, .. } if *path == bad), "{e}");
+        assert!(
+            matches!(&e, TrustError::BadCert { path, .. } if *path == bad),
+            "{e}"
+        );
         let none = TrustStore::load(&[t.path().join("missing")]).unwrap();
         assert!(none.is_empty());
     }

@@ -93,7 +93,11 @@ fn every_key_type_round_trips_and_names_its_signer() {
             assert_eq!(s.cert_der, d);
             assert_eq!(s.fingerprint.as_slice(), HashAlg::Sha256.digest(&d));
             assert_eq!(s.fingerprint_hex().len(), 64);
-            assert!(s.subject.starts_with("CN=verity TEST-ONLY"), "{}", s.subject);
+            assert!(
+                s.subject.starts_with("CN=verity TEST-ONLY"),
+                "{}",
+                s.subject
+            );
         }
     }
 }
@@ -133,15 +137,26 @@ fn structural_refusals() {
     let mut padded = good.clone();
     padded.extend_from_slice(b"\0\0\0");
     assert_eq!(v(&padded), SignError::TrailingData(3));
-    assert!(matches!(v(b"\x30\x03\x02\x01\x01"), SignError::Malformed(_)));
+    assert!(matches!(
+        v(b"\x30\x03\x02\x01\x01"),
+        SignError::Malformed(_)
+    ));
 }
 
 #[test]
 fn two_signer_infos_are_refused() {
     let a = sign_root_hash(PAIRS[0].key, PAIRS[0].cert, ROOT, false).unwrap();
     let b = sign_root_hash(PAIRS[2].key, PAIRS[2].cert, ROOT, false).unwrap();
-    let mut sd: SignedData = ContentInfo::from_der(&a).unwrap().content.decode_as().unwrap();
-    let other: SignedData = ContentInfo::from_der(&b).unwrap().content.decode_as().unwrap();
+    let mut sd: SignedData = ContentInfo::from_der(&a)
+        .unwrap()
+        .content
+        .decode_as()
+        .unwrap();
+    let other: SignedData = ContentInfo::from_der(&b)
+        .unwrap()
+        .content
+        .decode_as()
+        .unwrap();
     let mut infos = sd.signer_infos.0.into_vec();
     infos.extend(other.signer_infos.0.into_vec());
     sd.signer_infos = SignerInfos(SetOfVec::try_from(infos).unwrap());
