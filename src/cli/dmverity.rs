@@ -28,6 +28,7 @@ pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
     "--data-blocks",
     "--root-hash-file",
     "--root-hash-signature",
+    "--trust",
     "--fec-device",
     "--fec-roots",
     "--fec-offset",
@@ -122,6 +123,13 @@ pub struct VerifyArgs {
     /// List every bad block instead of stopping at the first.
     #[arg(long)]
     pub all: bool,
+    /// Check this detached PKCS#7 signature over the root hash before the tree (as veritysetup).
+    #[arg(long)]
+    pub root_hash_signature: Option<PathBuf>,
+    /// Trusted certificate directory for --root-hash-signature (repeatable; replaces the default
+    /// verity.d directories).
+    #[arg(long = "trust")]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -476,6 +484,17 @@ fn verify(a: VerifyArgs) -> CliResult {
     let c = &a.common;
     check_common(c)?;
     let root = read_root(a.root_hash.as_deref(), a.root_hash_file.as_deref())?;
+    // The signature covers the lower-case hex string the kernel would see in the table; a tree is
+    // not worth checking against a root hash nobody trusted.
+    let signer = match &a.root_hash_signature {
+        Some(sig) => Some(super::sign::check_signature(
+            sig,
+            &hex::encode(&root),
+            &a.trust,
+            None,
+        )?),
+        None => None,
+    };
     let data = open_source(&a.data, "data device")?;
     let hash = open_source(&a.hash_device, "hash device")?;
     let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
@@ -506,6 +525,8 @@ fn verify(a: VerifyArgs) -> CliResult {
                 "root_hash": hex::encode(&root),
                 "bad_blocks": report.bad,
                 "unverifiable_blocks": report.unverifiable,
+                "signer": signer.as_ref().map(|s| s.subject.clone()),
+                "certificate_fingerprint": signer.as_ref().map(|s| s.fingerprint_hex()),
             }))
             .expect("json")
         );
