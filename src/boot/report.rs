@@ -254,7 +254,15 @@ mod tests {
         let rej = || vec![img("a", Status::Rejected)];
         let req = ["a".to_string()];
         // (images, required, errors, continue, outcome, exit)
-        let cases: Vec<(Vec<ImageReport>, &[String], Vec<String>, bool, Outcome, i32)> = vec![
+        type Case<'a> = (
+            Vec<ImageReport>,
+            &'a [String],
+            Vec<String>,
+            bool,
+            Outcome,
+            i32,
+        );
+        let cases: Vec<Case> = vec![
             (acc(), &req, vec![], false, Outcome::Ok, 0),
             (rej(), &[], vec![], false, Outcome::Ok, 0),
             (rej(), &req, vec![], false, Outcome::RequiredFailed, 1),

@@ -9,6 +9,7 @@ mod boot;
 mod dmopen;
 mod dmverity;
 mod progress;
+mod sign;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -75,6 +76,8 @@ enum Command {
     DmOpen(dmopen::Command),
     #[command(flatten)]
     Boot(boot::Command),
+    #[command(flatten)]
+    Sign(sign::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -130,6 +133,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(feature = "dm")]
         Command::DmOpen(c) => dmopen::run(c),
         Command::Boot(c) => boot::run(c),
+        Command::Sign(c) => sign::run(c),
     };
     match res {
         Ok(()) => 0,
