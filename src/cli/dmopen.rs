@@ -40,6 +40,10 @@ pub struct OpenArgs {
     /// Detached PKCS#7 signature of the root hash, handed to the kernel to check.
     #[arg(long)]
     pub root_hash_signature: Option<PathBuf>,
+    /// Certificate dirs (repeatable): verify the signature in userspace first; then a kernel that
+    /// does not trust the signer may still activate the device, as systemd does.
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
 }
 
 pub fn run(cmd: Command) -> CliResult {
@@ -95,6 +99,20 @@ fn open(a: OpenArgs) -> CliResult {
         ),
         None => None,
     };
+    let mut userspace_verified = false;
+    let mut signer = None;
+    if let Some(der) = &sig {
+        if !a.trust.is_empty() {
+            let trust = crate::sign::TrustStore::load(&a.trust)
+                .map_err(|e| op_err(format!("trust store: {e}")))?;
+            let root_hex = crate::hex::encode(&root);
+            // Refused here, before any device-mapper call: nothing is activated for a bad signature.
+            let s = crate::sign::verify_signature(der, root_hex.as_bytes(), &trust)
+                .map_err(|e| failed(format!("signature check failed: {e}")))?;
+            signer = Some(s.fingerprint_hex());
+            userspace_verified = true;
+        }
+    }
     let req = VerityRequest {
         geometry: &geometry,
         data_dev,
@@ -105,7 +123,7 @@ fn open(a: OpenArgs) -> CliResult {
         signature: match &sig {
             Some(der) => Signature::Pkcs7 {
                 der,
-                userspace_verified: false,
+                userspace_verified,
             },
             None => Signature::None,
         },
@@ -120,6 +138,7 @@ fn open(a: OpenArgs) -> CliResult {
             serde_json::json!({
                 "name": m.name, "device": m.dev.to_string(), "path": m.path,
                 "reused": m.reused, "kernelSignature": m.kernel_signature,
+                "kernelSignatureNote": m.kernel_signature_note, "signer": signer,
             })
         );
     } else {
