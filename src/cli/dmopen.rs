@@ -128,7 +128,18 @@ fn open(a: OpenArgs) -> CliResult {
             None => Signature::None,
         },
     };
-    let m = dm::activate_verity(&req).map_err(|e| match e {
+    // With a superblock, go through the fd-based entry the merge pipeline uses, so the same code
+    // path is exercised from the command line (and in the VM test).
+    let res = if a.common.no_superblock {
+        dm::activate_verity(&req)
+    } else {
+        let open = |p: &Path| {
+            std::fs::File::open(p).map_err(|e| op_err(format!("cannot open {}: {e}", p.display())))
+        };
+        let (df, hf) = (open(&a.data)?, open(&a.hash_device)?);
+        dm::activate_block_files(&df, &hf, a.common.hash_offset, &root, req.signature)
+    };
+    let m = res.map_err(|e| match e {
         DmError::SignatureRejected { .. } | DmError::SignatureUnsupported(..) => failed(e),
         e => op_err(e),
     })?;

@@ -116,6 +116,8 @@ pub enum DmError {
         have: String,
         want: String,
     },
+    #[error("cannot use the device: {0}")]
+    Device(String),
     #[error("device-mapper {op} of {name} failed: {msg}")]
     Ioctl {
         op: &'static str,
@@ -412,6 +414,69 @@ fn load_error(dm: &DM, name: &str, e: CrateError) -> DmError {
         name: name.to_string(),
         msg,
     }
+}
+
+/// Activates over two already-open block devices (a DDI's partitions, loop devices over sidecar
+/// files, virtio disks), reading the veritysetup superblock at `hash_offset` of `hash` for the
+/// geometry. This is the shape the merge pipeline's activator needs: the fds it verified are the
+/// devices the table names, by number, so nothing is re-opened by path.
+pub fn activate_block_files(
+    data: &std::fs::File,
+    hash: &std::fs::File,
+    hash_offset: u64,
+    root: &[u8],
+    signature: Signature<'_>,
+) -> Result<MappedDevice, DmError> {
+    use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+    let devnum = |f: &std::fs::File, what: &str| -> Result<DevNum, DmError> {
+        let m = f
+            .metadata()
+            .map_err(|e| DmError::Device(format!("{what}: fstat: {e}")))?;
+        if !m.file_type().is_block_device() {
+            return Err(DmError::Device(format!(
+                "{what} is not a block device (attach a loop device first)"
+            )));
+        }
+        Ok(DevNum {
+            major: rustix::fs::major(m.rdev()),
+            minor: rustix::fs::minor(m.rdev()),
+        })
+    };
+    let data_dev = devnum(data, "data")?;
+    let hash_dev = devnum(hash, "hash")?;
+    let mut sb = [0u8; crate::verity::superblock::SUPERBLOCK_SIZE];
+    hash.read_exact_at(&mut sb, hash_offset).map_err(|e| {
+        DmError::Device(format!(
+            "hash {hash_dev}: superblock at byte {hash_offset}: {e}"
+        ))
+    })?;
+    let sb = crate::verity::Superblock::parse(&sb).map_err(|e| {
+        DmError::Device(format!(
+            "hash {hash_dev}: superblock at byte {hash_offset}: {e}"
+        ))
+    })?;
+    let params = sb.params();
+    let start =
+        crate::verity::geometry::hash_start_block(hash_offset, params.hash_block_size, true)
+            .map_err(|e| DmError::Device(e.to_string()))?;
+    let geometry = Geometry::new(params, start).map_err(|e| DmError::Device(e.to_string()))?;
+    if root.len() != geometry.params.alg.digest_size() {
+        return Err(DmError::Device(format!(
+            "root hash has {} bytes; {} needs {}",
+            root.len(),
+            geometry.params.alg.name(),
+            geometry.params.alg.digest_size()
+        )));
+    }
+    activate_verity(&VerityRequest {
+        geometry: &geometry,
+        data_dev,
+        hash_dev,
+        root,
+        uuid: Some(sb.uuid),
+        fec: None,
+        signature,
+    })
 }
 
 /// Removes a verity device by name (deferred if it is still open).
