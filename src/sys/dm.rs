@@ -277,7 +277,9 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
 
     let uuid = dm_uuid(req.uuid, req.root, &name);
     let dm_uuid = DmUuid::new(&uuid).map_err(|e| ioctl_err("uuid check", &name, e))?;
-    let ro = DmOptions::private().set_flags(DmFlags::DM_READONLY);
+    // Default udev flags, as veritysetup: on a host with udev, /dev/mapper/NAME and the usual
+    // symlinks appear; without udev (initrd, VM) the crate skips the udev handshake.
+    let ro = DmOptions::default().set_flags(DmFlags::DM_READONLY);
     dm.device_create(dm_name, Some(dm_uuid), ro)
         .map_err(|e| ioctl_err("create", &name, e))?;
 
@@ -315,7 +317,7 @@ fn load_and_resume(
     req: &VerityRequest<'_>,
     plain: &str,
 ) -> Result<(bool, Option<String>), DmError> {
-    let ro = DmOptions::private().set_flags(DmFlags::DM_READONLY);
+    let ro = DmOptions::default().set_flags(DmFlags::DM_READONLY);
     let load = |params: &str| {
         dm.table_load(
             id,
@@ -392,7 +394,7 @@ fn load_and_resume(
         }
     }
     // Resume (device_suspend without DM_SUSPEND) makes the loaded table live.
-    dm.device_suspend(id, DmOptions::private())
+    dm.device_suspend(id, DmOptions::default())
         .map_err(|e| ioctl_err("resume", name, e))?;
     Ok((kernel_sig, note))
 }
@@ -485,7 +487,7 @@ pub fn deactivate(name: &str) -> Result<(), DmError> {
     let dm_name = DmName::new(name).map_err(|e| ioctl_err("name check", name, e))?;
     dm.device_remove(
         &DevId::Name(dm_name),
-        DmOptions::private().set_flags(DmFlags::DM_DEFERRED_REMOVE),
+        DmOptions::default().set_flags(DmFlags::DM_DEFERRED_REMOVE),
     )
     .map_err(|e| ioctl_err("remove", name, e))?;
     Ok(())
