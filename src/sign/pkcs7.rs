@@ -84,7 +84,7 @@ pub fn sign_with(
     root_hex: &str,
     embed_cert: bool,
 ) -> Result<Vec<u8>, SignError> {
-    if root_hex.len() % 2 != 0 || !is_lower_hex(root_hex.as_bytes()) {
+    if !root_hex.len().is_multiple_of(2) || !is_lower_hex(root_hex.as_bytes()) {
         return Err(SignError::RootHashNotCanonical(root_hex.to_string()));
     }
     let cert = Certificate::from_der(cert_der).map_err(|e| SignError::Cert(e.to_string()))?;
