@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub enum Command {
     /// Activate a read-only dm-verity device (kernel device-mapper); prints its node.
     #[command(disable_help_flag = true)]
-    Open(OpenArgs),
+    Open(Box<OpenArgs>),
     /// Remove a dm-verity device made by `open` (by name or by root hash).
     Close {
         /// Device name, or the root hash it was named after.
@@ -48,7 +48,7 @@ pub struct OpenArgs {
 
 pub fn run(cmd: Command) -> CliResult {
     match cmd {
-        Command::Open(a) => open(a),
+        Command::Open(a) => open(*a),
         Command::Close { name } => {
             let name = if name.ends_with("-verity") {
                 name
