@@ -170,7 +170,20 @@ fn open(c: &CommonArgs) -> Result<Dissected, super::CliError> {
             arch: c.arch.clone(),
         },
     )
-    .map_err(|e| failed(format!("{} check failed: {e}", e.check())))
+    .map_err(|e| {
+        // The report of an image that cannot even be dissected: the one check that failed.
+        if c.json {
+            let v = serde_json::json!({
+                "image": c.image.display().to_string(),
+                "checks": [{"name": e.check(), "result": "fail", "detail": e.to_string()}],
+            });
+            println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+        }
+        match e {
+            crate::image::DissectError::Io { .. } => op_err(e),
+            _ => failed(format!("{} check failed: {e}", e.check())),
+        }
+    })
 }
 
 fn trust_dirs(c: &CommonArgs) -> Vec<PathBuf> {

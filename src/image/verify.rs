@@ -353,7 +353,7 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             root.len() >= 16 && root[..16] == a && root[root.len() - 16..] == b
         })
     };
-    let claimed: Option<Vec<u8>> = json_root
+    let mut claimed: Option<Vec<u8>> = json_root
         .clone()
         .or_else(|| d.sidecar_root_hash.clone())
         .or_else(|| uuid_halves.map(|(a, b)| [a, b].concat()));
@@ -391,15 +391,21 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
                 "JSON valid, NUL-padded, rootHash matches the verity root hash",
             );
         } else {
+            let t = tree_root.clone().expect("checked above");
             r.push(
                 "signature-json",
                 Outcome::Fail,
                 format!(
                     "rootHash {} in the signature JSON differs from the verity tree's root hash {}",
                     hex(j),
-                    hex(tree_root.as_ref().expect("checked above"))
+                    hex(&t)
                 ),
             );
+            // The tree and the UUIDs agree: carry on with their root so the report shows whether
+            // the rest is sound (the image fails either way).
+            if matches_uuids(&t) {
+                claimed = Some(t);
+            }
         }
     }
     r.root_hash = claimed.as_ref().map(|c| hex(c));
@@ -422,6 +428,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             }
         }
         (Some(_), None) => r.push("signature", Outcome::Fail, "a signature but no root hash"),
+        (None, _) if matches!(d.signature, Some(Signature::Json(Err(_)))) => r.push(
+            "signature",
+            Outcome::Skip,
+            "signature partition unusable (see signature-json)",
+        ),
         (None, _) => r.push("signature", Outcome::Skip, "unsigned"),
     }
 
