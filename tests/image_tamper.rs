@@ -23,12 +23,26 @@ fn fixture() -> Fixture {
     let img = d.join("ext.raw");
     build(&src, &img, "sysext", &[&"--key", &key, &"--cert", &cert]);
     let host = host_release(&d);
-    Fixture { _dir: dir, dir: d, img, trust, host }
+    Fixture {
+        _dir: dir,
+        dir: d,
+        img,
+        trust,
+        host,
+    }
 }
 
 impl Fixture {
     fn verify(&self) -> (i32, serde_json::Value) {
-        verify_json(&self.img, &["--trust", self.trust.to_str().unwrap(), "--os-release", self.host.to_str().unwrap()])
+        verify_json(
+            &self.img,
+            &[
+                "--trust",
+                self.trust.to_str().unwrap(),
+                "--os-release",
+                self.host.to_str().unwrap(),
+            ],
+        )
     }
 
     /// Asserts `check` is the first (the causing) failure and its detail mentions `needle`; later
@@ -39,14 +53,24 @@ impl Fixture {
         let failed = failed_checks(&v);
         assert_eq!(failed[0], check, "{v}");
         assert!(
-            failed[1..].iter().all(|c| c == "signature" || c == "image-policy"),
+            failed[1..]
+                .iter()
+                .all(|c| c == "signature" || c == "image-policy"),
             "unexpected extra failures {failed:?}"
         );
-        let detail = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == check).unwrap()["detail"]
+        let detail = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .unwrap()["detail"]
             .as_str()
             .unwrap()
             .to_string();
-        assert!(detail.contains(needle), "{check}: '{detail}' lacks '{needle}'");
+        assert!(
+            detail.contains(needle),
+            "{check}: '{detail}' lacks '{needle}'"
+        );
     }
 
     /// (start, size) in bytes of partition `n` (1-based), as sfdisk reads it.
@@ -54,7 +78,10 @@ impl Fixture {
         let out = tool(Command::new("sfdisk").arg("-J").arg(&self.img));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let p = &v["partitiontable"]["partitions"][n - 1];
-        (p["start"].as_u64().unwrap() * 512, p["size"].as_u64().unwrap() * 512)
+        (
+            p["start"].as_u64().unwrap() * 512,
+            p["size"].as_u64().unwrap() * 512,
+        )
     }
 
     fn flip(&self, offset: u64) {
@@ -125,7 +152,11 @@ fn openssl_json_root_hash_differs_from_tree() {
     let (start, size) = f.part(3);
     let b = std::fs::read(&f.img).unwrap();
     let part = &b[start as usize..(start + size) as usize];
-    let pos = part.windows(12).position(|w| w == b"\"rootHash\":\"").unwrap() + 12;
+    let pos = part
+        .windows(12)
+        .position(|w| w == b"\"rootHash\":\"")
+        .unwrap()
+        + 12;
     let c = part[pos];
     f.write_at(start + pos as u64, &[if c == b'0' { b'1' } else { b'0' }]);
     f.rejected("signature-json", "differs from the verity tree");
@@ -135,7 +166,15 @@ fn openssl_json_root_hash_differs_from_tree() {
 fn openssl_untrusted_signer() {
     let f = fixture();
     let (_, _, other) = keygen(&f.dir, "stranger");
-    let (code, v) = verify_json(&f.img, &["--trust", other.to_str().unwrap(), "--os-release", f.host.to_str().unwrap()]);
+    let (code, v) = verify_json(
+        &f.img,
+        &[
+            "--trust",
+            other.to_str().unwrap(),
+            "--os-release",
+            f.host.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 1);
     // Without a valid signature the default policy (signed) fails too.
     assert_eq!(failed_checks(&v), vec!["signature", "image-policy"], "{v}");
@@ -144,7 +183,12 @@ fn openssl_untrusted_signer() {
 #[test]
 fn openssl_sfdisk_partition_uuid_not_matching_root_hash() {
     let f = fixture();
-    tool(Command::new("sfdisk").arg("--part-uuid").arg(&f.img).args(["1", "11111111-2222-3333-4444-555555555555"]));
+    tool(
+        Command::new("sfdisk")
+            .arg("--part-uuid")
+            .arg(&f.img)
+            .args(["1", "11111111-2222-3333-4444-555555555555"]),
+    );
     f.rejected("partition-uuids", "do not match the root hash");
 }
 
@@ -152,10 +196,17 @@ fn openssl_sfdisk_partition_uuid_not_matching_root_hash() {
 fn openssl_sfdisk_two_root_partitions() {
     let f = fixture();
     let mut c = Command::new("sfdisk");
-    c.arg("--append").arg(&f.img).stdin(std::process::Stdio::piped());
+    c.arg("--append")
+        .arg(&f.img)
+        .stdin(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"size=64, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"size=64, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
     f.rejected("partitions", "2 root partitions");
 }
@@ -168,7 +219,12 @@ fn openssl_sfdisk_foreign_architecture() {
         ("2", "df3300ce-d69f-4c92-978c-9bfb0f38d820"),
         ("3", "6db69de6-29f4-4758-a7a5-962190f00ce3"),
     ] {
-        tool(Command::new("sfdisk").arg("--part-type").arg(&f.img).args([n, t]));
+        tool(
+            Command::new("sfdisk")
+                .arg("--part-type")
+                .arg(&f.img)
+                .args([n, t]),
+        );
     }
     f.rejected("partitions", "architecture arm64");
 }
@@ -185,8 +241,17 @@ fn openssl_non_nul_after_json() {
 fn openssl_sfdisk_oversized_signature_partition() {
     let f = fixture();
     let len = std::fs::metadata(&f.img).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&f.img).unwrap().set_len(len + (6 << 20)).unwrap();
-    tool(Command::new("sfdisk").args(["--relocate", "gpt-bak-std"]).arg(&f.img));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f.img)
+        .unwrap()
+        .set_len(len + (6 << 20))
+        .unwrap();
+    tool(
+        Command::new("sfdisk")
+            .args(["--relocate", "gpt-bak-std"])
+            .arg(&f.img),
+    );
     let mut child = Command::new("sfdisk")
         .args(["-N", "3"])
         .arg(&f.img)
@@ -204,7 +269,12 @@ fn openssl_sfdisk_oversized_signature_partition() {
 fn openssl_truncated_gpt() {
     let f = fixture();
     let len = std::fs::metadata(&f.img).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&f.img).unwrap().set_len(len - 512).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f.img)
+        .unwrap()
+        .set_len(len - 512)
+        .unwrap();
     f.rejected("gpt", "truncated");
 }
 

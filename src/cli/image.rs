@@ -7,7 +7,7 @@ use crate::image::fsread::FsType;
 use crate::image::policy::Policy;
 use crate::image::release::{OsRelease, Scope};
 use crate::image::verify::{verify, Outcome, Report, VerifyOptions};
-use crate::image::{arch, trust, Class, Dissected, DissectOptions};
+use crate::image::{arch, trust, Class, DissectOptions, Dissected};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,10 @@ fn run_build(a: BuildArgs) -> CliResult {
         BuildError::Source(m) | BuildError::Usage(m) | BuildError::Io(m) => op_err(m),
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&built).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&built).expect("serialisable")
+        );
     } else {
         println!("Root hash:\t{}", built.root_hash);
         for o in &built.outputs {
@@ -162,7 +165,8 @@ fn run_build(a: BuildArgs) -> CliResult {
 }
 
 fn open(c: &CommonArgs) -> Result<Dissected, super::CliError> {
-    let f = std::fs::File::open(&c.image).map_err(|e| op_err(format!("{}: {e}", c.image.display())))?;
+    let f =
+        std::fs::File::open(&c.image).map_err(|e| op_err(format!("{}: {e}", c.image.display())))?;
     Dissected::open(
         f,
         &c.image,
@@ -177,7 +181,10 @@ fn open(c: &CommonArgs) -> Result<Dissected, super::CliError> {
                 "image": c.image.display().to_string(),
                 "checks": [{"name": e.check(), "result": "fail", "detail": e.to_string()}],
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).expect("serialisable")
+            );
         }
         match e {
             crate::image::DissectError::Io { .. } => op_err(e),
@@ -309,7 +316,11 @@ fn run_verify(a: VerifyArgs) -> CliResult {
         class: c.class.as_deref().map(class_arg).transpose()?,
         host,
         host_arch: host_arch(),
-        scope: if a.initrd { Scope::Initrd } else { Scope::System },
+        scope: if a.initrd {
+            Scope::Initrd
+        } else {
+            Scope::System
+        },
         read_release: true,
     };
     let (r, res) = verify(d, &opts);

@@ -252,9 +252,18 @@ mod tests {
     fn spec_vectors() {
         let x = by_name("x86-64").unwrap();
         assert_eq!(x.root.to_string(), "4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
-        assert_eq!(x.root_verity_sig.to_string(), "41092b05-9fc8-4523-994f-2def0408b176");
-        assert_eq!(by_name("x86").unwrap().root.to_string(), "44479540-f297-41b2-9af7-d131d5f0458a");
-        assert_eq!(by_name("arm64").unwrap().root.to_string(), "b921b045-1df0-41c3-af44-4c6f280d3fae");
+        assert_eq!(
+            x.root_verity_sig.to_string(),
+            "41092b05-9fc8-4523-994f-2def0408b176"
+        );
+        assert_eq!(
+            by_name("x86").unwrap().root.to_string(),
+            "44479540-f297-41b2-9af7-d131d5f0458a"
+        );
+        assert_eq!(
+            by_name("arm64").unwrap().root.to_string(),
+            "b921b045-1df0-41c3-af44-4c6f280d3fae"
+        );
         assert_eq!(classify(x.usr_verity), Some(("x86-64", Role::UsrVerity)));
         assert_eq!(classify(LINUX_GENERIC), None);
         assert_eq!(x.label(Role::RootVeritySig), "root-x86-64-verity-sig");

@@ -14,7 +14,9 @@ use super::Class;
 use crate::digest::HashAlg;
 use crate::io::output::{write_atomic, PendingFile};
 use crate::io::{FileSink, FileSource};
-use crate::verity::{build::build_tree, geometry::hash_start_block, BlockSink, Geometry, Params, Superblock};
+use crate::verity::{
+    build::build_tree, geometry::hash_start_block, BlockSink, Geometry, Params, Superblock,
+};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,7 +115,10 @@ fn v4(b: &[u8]) -> Guid {
 /// Refuses a source tree without the extension-release file or with usr/lib/os-release.
 pub fn check_source(src: &Path, class: Class, name: &str) -> Result<(), BuildError> {
     if !src.is_dir() {
-        return Err(BuildError::Source(format!("{}: not a directory", src.display())));
+        return Err(BuildError::Source(format!(
+            "{}: not a directory",
+            src.display()
+        )));
     }
     if std::fs::symlink_metadata(src.join("usr/lib/os-release")).is_ok() {
         return Err(BuildError::Source(format!(
@@ -220,20 +225,24 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     };
     let mut sb_uuid = [0u8; 16];
     sb_uuid.copy_from_slice(&v4(&material(seed, "verity-uuid", 16)?).0);
-    let hs = hash_start_block(0, BLOCK as u32, true).map_err(|e| BuildError::Usage(e.to_string()))?;
+    let hs =
+        hash_start_block(0, BLOCK as u32, true).map_err(|e| BuildError::Usage(e.to_string()))?;
     let geom = Geometry::new(params.clone(), hs).map_err(|e| BuildError::Usage(e.to_string()))?;
     let mut tree: Vec<u8> = Vec::new();
     tree.write_at(&Superblock::from_params(&params, sb_uuid).to_bytes(), 0)
         .map_err(io_err("tree"))?;
     let root = build_tree(&geom, &data, &mut tree, &|_| {})
         .map_err(|e| BuildError::Io(format!("building the verity tree: {e}")))?;
-    tree.resize((geom.hash_end().max(tree.len() as u64)).div_ceil(BLOCK) as usize * BLOCK as usize, 0);
+    tree.resize(
+        (geom.hash_end().max(tree.len() as u64)).div_ceil(BLOCK) as usize * BLOCK as usize,
+        0,
+    );
     let root_hex = crate::hex::encode(&root);
 
     let signed = match &o.key {
         Some((key, cert)) => {
-            let (sig, cert_der) = super::trust::sign_root_hash(key, cert, &root, false)
-                .map_err(BuildError::Io)?;
+            let (sig, cert_der) =
+                super::trust::sign_root_hash(key, cert, &root, false).map_err(BuildError::Io)?;
             let mut fp = [0u8; 32];
             fp.copy_from_slice(&HashAlg::Sha256.digest(&cert_der));
             Some(SigPart {

@@ -202,7 +202,10 @@ fn dissect_gpt(
         .iter()
         .filter_map(|p| arch::classify(p.type_guid).map(|(a, r)| (*p, a, r)))
         .collect();
-    let want = opts.arch.clone().unwrap_or_else(|| arch::native().to_string());
+    let want = opts
+        .arch
+        .clone()
+        .unwrap_or_else(|| arch::native().to_string());
     let mut candidates = vec![want.clone()];
     if opts.arch.is_none() {
         candidates.extend(secondary(&want).map(String::from));
@@ -230,7 +233,10 @@ fn dissect_gpt(
                 want,
             });
         }
-        if classified.iter().any(|(_, a, _)| candidates.iter().any(|c| c == a)) {
+        if classified
+            .iter()
+            .any(|(_, a, _)| candidates.iter().any(|c| c == a))
+        {
             return Err(perr(
                 "a verity or verity-signature partition has no data partition".into(),
             ));
@@ -279,7 +285,11 @@ fn dissect_gpt(
             ))
         }
         (r, u) => {
-            let (d, n) = if r.len() > 1 { ("root", r.len()) } else { ("usr", u.len()) };
+            let (d, n) = if r.len() > 1 {
+                ("root", r.len())
+            } else {
+                ("usr", u.len())
+            };
             return Err(perr(format!(
                 "{n} {d} partitions for {chosen}: exactly one data/verity/signature set is required"
             )));
@@ -335,12 +345,15 @@ fn dissect_gpt(
                 Err(SigPartError::TooLarge(size))
             } else {
                 let mut buf = vec![0u8; size as usize];
-                source.read_at(&mut buf, s.offset(sector)).map_err(|e| {
-                    DissectError::Io {
+                source
+                    .read_at(&mut buf, s.offset(sector))
+                    .map_err(|e| DissectError::Io {
                         path: path.to_path_buf(),
-                        msg: format!("reading the signature partition at byte {}: {e}", s.offset(sector)),
-                    }
-                })?;
+                        msg: format!(
+                            "reading the signature partition at byte {}: {e}",
+                            s.offset(sector)
+                        ),
+                    })?;
                 sigpart::parse(&buf)
             }))
         }

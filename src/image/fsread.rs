@@ -166,7 +166,9 @@ impl Unpacked {
             Ok(m) if m.len() > super::release::MAX_SIZE as u64 => {
                 Err(format!("{rel} is larger than 64 KiB"))
             }
-            Ok(_) => std::fs::read(&p).map(Some).map_err(|e| format!("{rel}: {e}")),
+            Ok(_) => std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| format!("{rel}: {e}")),
         }
     }
 

@@ -124,7 +124,9 @@ pub enum GptError {
     #[error("no GPT: no 'EFI PART' signature at byte 512 or 4096")]
     NoTable,
     /// The image ends before something the table points at (a truncated image).
-    #[error("GPT truncated: {what} at byte {offset} lies beyond the end of the image ({size} bytes)")]
+    #[error(
+        "GPT truncated: {what} at byte {offset} lies beyond the end of the image ({size} bytes)"
+    )]
     Truncated {
         /// What was being read.
         what: &'static str,
@@ -314,7 +316,7 @@ fn parse_header(which: &'static str, s: &[u8]) -> Result<Header, GptError> {
         entry_size: u32le(s, 84),
         entries_crc: u32le(s, 88),
     };
-    if hdr.entry_size < ENTRY_SIZE as u32 || hdr.entry_size % ENTRY_SIZE as u32 != 0 {
+    if hdr.entry_size < ENTRY_SIZE as u32 || !hdr.entry_size.is_multiple_of(ENTRY_SIZE as u32) {
         return Err(bad(format!("entry size {} invalid", hdr.entry_size)));
     }
     if hdr.entry_count == 0 {
@@ -436,7 +438,9 @@ pub fn read_gpt<S: BlockSource + ?Sized>(src: &S) -> Result<Gpt, GptError> {
         return Err(mism("partition entry array differs"));
     }
     if b.entries_lba <= p.last_usable || b.entries_lba + entries_sectors > b.my_lba {
-        return Err(mism("backup entry array overlaps the usable area or the header"));
+        return Err(mism(
+            "backup entry array overlaps the usable area or the header",
+        ));
     }
     let b_entries = read_entries(src, "backup", &b, sector)?;
     if b_entries != p_entries {
@@ -468,7 +472,9 @@ fn parse_entries(raw: &[u8], esize: usize, h: &Header) -> Result<Vec<Partition>,
         let last_lba = u64le(e, 40);
         let bad = |msg: String| GptError::BadEntry { index, msg };
         if first_lba > last_lba {
-            return Err(bad(format!("first LBA {first_lba} after last LBA {last_lba}")));
+            return Err(bad(format!(
+                "first LBA {first_lba} after last LBA {last_lba}"
+            )));
         }
         if first_lba < h.first_usable || last_lba > h.last_usable {
             return Err(bad(format!(
@@ -671,7 +677,10 @@ mod tests {
         v[n - 512 + 40] ^= 1;
         assert!(matches!(
             read_gpt(&v),
-            Err(GptError::HeaderCrc { which: "backup", .. })
+            Err(GptError::HeaderCrc {
+                which: "backup",
+                ..
+            })
         ));
         let v = good[..good.len() - 512].to_vec();
         assert!(matches!(read_gpt(&v), Err(GptError::Truncated { .. })));

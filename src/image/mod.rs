@@ -21,7 +21,7 @@ pub mod sigpart;
 pub mod trust;
 pub mod verify;
 
-pub use ddi::{Dissected, DissectError, DissectOptions, Layout};
+pub use ddi::{DissectError, DissectOptions, Dissected, Layout};
 pub use verify::{verify, Report, VerifiedImage, VerifyOptions};
 
 /// Which kind of extension an image is.

@@ -72,7 +72,8 @@ impl Flags {
             f |= bit.0;
         }
         let both = |a: Flags, b: Flags| f & a.0 != 0 && f & b.0 != 0;
-        if both(Flags::READ_ONLY_ON, Flags::READ_ONLY_OFF) || both(Flags::GROWFS_ON, Flags::GROWFS_OFF)
+        if both(Flags::READ_ONLY_ON, Flags::READ_ONLY_OFF)
+            || both(Flags::GROWFS_ON, Flags::GROWFS_OFF)
         {
             return Err(PolicyError::Contradiction(s.to_string()));
         }
@@ -287,8 +288,20 @@ impl Policy {
         if matches!(state, State::Absent | State::Unused) {
             return Ok(());
         }
-        gate(gpt_ro, Flags::READ_ONLY_ON, Flags::READ_ONLY_OFF, "read-only-on", "read-only-off")?;
-        gate(gpt_growfs, Flags::GROWFS_ON, Flags::GROWFS_OFF, "growfs-on", "growfs-off")
+        gate(
+            gpt_ro,
+            Flags::READ_ONLY_ON,
+            Flags::READ_ONLY_OFF,
+            "read-only-on",
+            "read-only-off",
+        )?;
+        gate(
+            gpt_growfs,
+            Flags::GROWFS_ON,
+            Flags::GROWFS_OFF,
+            "growfs-on",
+            "growfs-off",
+        )
     }
 }
 
@@ -317,8 +330,14 @@ mod tests {
         assert_eq!(Policy::parse("*").unwrap().flags("root"), Flags::OPEN);
         assert_eq!(Policy::parse("-").unwrap().flags("root"), Flags(48));
         assert_eq!(Policy::parse("~").unwrap().flags("usr"), Flags::ABSENT);
-        assert_eq!(Policy::parse("root=open").unwrap().flags("root"), Flags::OPEN);
-        assert_eq!(Policy::parse("root=*:usr=-:home=~").unwrap().flags("home"), Flags::ABSENT);
+        assert_eq!(
+            Policy::parse("root=open").unwrap().flags("root"),
+            Flags::OPEN
+        );
+        assert_eq!(
+            Policy::parse("root=*:usr=-:home=~").unwrap().flags("home"),
+            Flags::ABSENT
+        );
         assert_eq!(
             Policy::parse("rot=verity"),
             Err(PolicyError::UnknownDesignator("rot".into()))
@@ -331,12 +350,17 @@ mod tests {
             Policy::parse("root=verity:root=signed"),
             Err(PolicyError::Duplicate("root".into()))
         );
-        assert_eq!(Policy::parse("root"), Err(PolicyError::NoEquals("root".into())));
+        assert_eq!(
+            Policy::parse("root"),
+            Err(PolicyError::NoEquals("root".into()))
+        );
         assert!(matches!(
             Policy::parse("root=verity+read-only-on+read-only-off"),
             Err(PolicyError::Contradiction(_))
         ));
-        let s = Policy::parse("root=signed+absent:usr=absent").unwrap().to_string();
+        let s = Policy::parse("root=signed+absent:usr=absent")
+            .unwrap()
+            .to_string();
         assert_eq!(s, "root=signed+absent:usr=absent:=unused+absent");
         assert_eq!(Policy::parse(&s).unwrap().to_string(), s);
     }
@@ -369,7 +393,13 @@ mod tests {
         );
         let gf = Policy::parse("root=verity+growfs-off").unwrap();
         assert!(gf.check("root", Verity, None, Some(true)).is_err());
-        assert!(Policy::parse("-").unwrap().check("root", Verity, None, None).is_err());
-        assert!(Policy::parse("*").unwrap().check("root", Unprotected, None, None).is_ok());
+        assert!(Policy::parse("-")
+            .unwrap()
+            .check("root", Verity, None, None)
+            .is_err());
+        assert!(Policy::parse("*")
+            .unwrap()
+            .check("root", Unprotected, None, None)
+            .is_ok());
     }
 }

@@ -347,6 +347,9 @@ mod tests {
         );
     }
 
+    /// host, extension, class, scope, host arch, expected outcome (Err: the Reject variant's name).
+    type Case = (&'static str, &'static str, Class, Scope, &'static str, Result<Accept, &'static str>);
+
     /// Every branch of spec/systemd.md 2.3, as host/extension pairs.
     #[test]
     fn decision_table() {
@@ -357,7 +360,7 @@ mod tests {
         let level_only = "ID=debian\nSYSEXT_LEVEL=7\n";
         let like = "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=24.04\n";
         #[rustfmt::skip]
-        let cases: Vec<(&str, &str, Class, Scope, &str, Result<Accept, &str>)> = vec![
+        let cases: Vec<Case> = vec![
             // 1. no data
             (debian12, "", Class::Sysext, Scope::System, "x86-64", Err("NoData")),
             // 2. scope: default list lacks initrd; explicit list with initrd; list without system
@@ -397,7 +400,12 @@ mod tests {
         ];
         for (i, (h, e, class, scope, arch, want)) in cases.into_iter().enumerate() {
             let hr = rel(h);
-            let host = Host { os_release: &hr, arch, scope, class };
+            let host = Host {
+                os_release: &hr,
+                arch,
+                scope,
+                class,
+            };
             let got = validate(&host, &rel(e));
             match (got, want) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "case {i}"),

@@ -153,7 +153,12 @@ mod tests {
             sidecar_path(Path::new("foo.img"), ".verity"),
             PathBuf::from("foo.img.verity")
         );
-        assert_eq!(parse_roothash(b"0011223344556677889900aabbccddeeff\n").unwrap().len(), 17);
+        assert_eq!(
+            parse_roothash(b"0011223344556677889900aabbccddeeff\n")
+                .unwrap()
+                .len(),
+            17
+        );
         assert!(parse_roothash(b"00112233").is_err());
         assert!(parse_roothash(b"zz").is_err());
     }

@@ -51,13 +51,18 @@ pub enum SigPartError {
 struct Raw {
     #[serde(rename = "rootHash")]
     root_hash: Option<serde_json::Value>,
-    #[serde(rename = "certificateFingerprint", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificateFingerprint",
+        skip_serializing_if = "Option::is_none"
+    )]
     cert_fingerprint: Option<serde_json::Value>,
     signature: Option<serde_json::Value>,
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// Parses a whole partition's bytes.
@@ -109,9 +114,7 @@ pub fn parse(buf: &[u8]) -> Result<SigPart, SigPartError> {
 pub fn to_json(sp: &SigPart) -> String {
     let raw = Raw {
         root_hash: Some(crate::hex::encode(&sp.root_hash).into()),
-        cert_fingerprint: sp
-            .cert_fingerprint
-            .map(|f| crate::hex::encode(&f).into()),
+        cert_fingerprint: sp.cert_fingerprint.map(|f| crate::hex::encode(&f).into()),
         signature: Some(base64_encode(&sp.signature).into()),
     };
     serde_json::to_string(&raw).expect("plain strings serialise")
@@ -131,7 +134,9 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -224,7 +229,10 @@ mod tests {
     fn systemd_rules() {
         let mut p = to_partition(&sample(), DEFAULT_SIZE);
         p[DEFAULT_SIZE - 1] = b' ';
-        assert_eq!(parse(&p), Err(SigPartError::TrailingGarbage(DEFAULT_SIZE - 1)));
+        assert_eq!(
+            parse(&p),
+            Err(SigPartError::TrailingGarbage(DEFAULT_SIZE - 1))
+        );
         assert_eq!(
             parse(&vec![0u8; MAX_SIZE as usize + 1]),
             Err(SigPartError::TooLarge(MAX_SIZE + 1))
@@ -239,7 +247,13 @@ mod tests {
             Err(SigPartError::Missing("signature"))
         );
         assert_eq!(
-            parse(format!(r#"{{"rootHash":"{}","signature":"AAAA"}}"#, rh.to_uppercase()).as_bytes()),
+            parse(
+                format!(
+                    r#"{{"rootHash":"{}","signature":"AAAA"}}"#,
+                    rh.to_uppercase()
+                )
+                .as_bytes()
+            ),
             Err(SigPartError::BadRootHash)
         );
         assert!(matches!(parse(b"not json"), Err(SigPartError::Json(_))));

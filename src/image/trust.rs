@@ -132,7 +132,11 @@ pub fn sign_root_hash(
 
 /// Checks `sig_der` over `content` against the certificates in `dirs`. The signer must be one
 /// of them.
-pub fn verify_signature(sig_der: &[u8], content: &[u8], dirs: &[PathBuf]) -> Result<Signer, String> {
+pub fn verify_signature(
+    sig_der: &[u8],
+    content: &[u8],
+    dirs: &[PathBuf],
+) -> Result<Signer, String> {
     let certs = cert_files(dirs);
     if certs.is_empty() {
         return Err(format!(

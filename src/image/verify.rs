@@ -200,7 +200,10 @@ fn top_root(geom: &Geometry, hash: &dyn BlockSource) -> Option<Vec<u8>> {
 }
 
 /// Runs every check on `d`. The report always comes back; the token only if nothing failed.
-pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<VerifiedImage>, String>) {
+pub fn verify(
+    d: Dissected,
+    opts: &VerifyOptions,
+) -> (Report, Result<Verified<VerifiedImage>, String>) {
     let mut r = Report {
         image: d.source.path().display().to_string(),
         name: d.name.clone(),
@@ -273,7 +276,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             d.designator,
             d.arch.map(|a| format!(" for {a}")).unwrap_or_default(),
             if d.verity.is_some() { ", verity" } else { "" },
-            if d.signature.is_some() { ", signature" } else { "" }
+            if d.signature.is_some() {
+                ", signature"
+            } else {
+                ""
+            }
         ),
     );
 
@@ -330,7 +337,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             });
         match res {
             Ok(g) => {
-                r.push("verity-superblock", Outcome::Pass, "format 1 superblock valid");
+                r.push(
+                    "verity-superblock",
+                    Outcome::Pass,
+                    "format 1 superblock valid",
+                );
                 geom = Some(g);
             }
             Err(e) => r.push("verity-superblock", Outcome::Fail, e),
@@ -377,7 +388,10 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
                     "partition UUIDs {} / {} do not match the root hash {}",
                     super::gpt::Guid(a),
                     super::gpt::Guid(b),
-                    hex(json_root.as_ref().or(tree_root.as_ref()).expect("checked above"))
+                    hex(json_root
+                        .as_ref()
+                        .or(tree_root.as_ref())
+                        .expect("checked above"))
                 ),
             );
         }
@@ -446,20 +460,40 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             let hash = Slice::new(&v.source, v.extent.offset, v.extent.size);
             let res = (|| -> Result<crate::verity::verify::VerifyReport, String> {
                 let rep = if opts.read_release {
-                    let t = tmp.as_ref().map_err(|e| format!("temporary directory: {e}"))?;
+                    let t = tmp
+                        .as_ref()
+                        .map_err(|e| format!("temporary directory: {e}"))?;
                     let p = t.path().join("data");
                     fsread::copy_extent(&d.source, d.data, &p).map_err(|e| {
                         format!("copying the data partition at byte {}: {e}", d.data.offset)
                     })?;
                     let src = FileSource::open(&p).map_err(|e| e.to_string())?;
-                    let rep = verify_image(g, &src, &hash, root, TreeOptions { stop_at_first: true }, &|_| {})
-                        .map_err(|e| e.to_string())?;
+                    let rep = verify_image(
+                        g,
+                        &src,
+                        &hash,
+                        root,
+                        TreeOptions {
+                            stop_at_first: true,
+                        },
+                        &|_| {},
+                    )
+                    .map_err(|e| e.to_string())?;
                     copy = Some(p);
                     rep
                 } else {
                     let data = Slice::new(&d.source, d.data.offset, d.data.size);
-                    verify_image(g, &data, &hash, root, TreeOptions { stop_at_first: true }, &|_| {})
-                        .map_err(|e| e.to_string())?
+                    verify_image(
+                        g,
+                        &data,
+                        &hash,
+                        root,
+                        TreeOptions {
+                            stop_at_first: true,
+                        },
+                        &|_| {},
+                    )
+                    .map_err(|e| e.to_string())?
                 };
                 Ok(rep)
             })();
@@ -469,13 +503,18 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
                     r.push(
                         "verity-tree",
                         Outcome::Pass,
-                        format!("all {} data blocks match the root hash", g.params.data_blocks),
+                        format!(
+                            "all {} data blocks match the root hash",
+                            g.params.data_blocks
+                        ),
                     );
                 }
                 Ok(rep) => {
                     let first = rep.bad.first().map(|b| {
                         let abs = match b.location {
-                            crate::verity::verify::Location::Data { .. } => d.data.offset + b.offset,
+                            crate::verity::verify::Location::Data { .. } => {
+                                d.data.offset + b.offset
+                            }
                             _ => v.extent.offset + b.offset,
                         };
                         format!("{b} (image byte {abs})")
@@ -490,7 +529,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
             }
         }
         (_, None, _) => r.push("verity-tree", Outcome::Skip, "no verity data"),
-        _ => r.push("verity-tree", Outcome::Skip, "no usable superblock or root hash"),
+        _ => r.push(
+            "verity-tree",
+            Outcome::Skip,
+            "no usable superblock or root hash",
+        ),
     }
     if d.verity.is_none() && opts.read_release {
         if let Ok(t) = &tmp {
@@ -506,7 +549,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
     if !opts.read_release {
         r.push("extension-release", Outcome::Skip, "not requested");
     } else if d.verity.is_some() && !tree_ok {
-        r.push("extension-release", Outcome::Skip, "not read from unverified data");
+        r.push(
+            "extension-release",
+            Outcome::Skip,
+            "not read from unverified data",
+        );
     } else {
         match check_release(&d, opts, copy.as_deref(), r.filesystem) {
             Ok((class, rel, detail)) => {
@@ -527,7 +574,11 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
     } else {
         State::Verity
     };
-    let other = if d.designator == "root" { "usr" } else { "root" };
+    let other = if d.designator == "root" {
+        "usr"
+    } else {
+        "root"
+    };
     let attrs = d.data_attrs;
     let pol = opts
         .policy
@@ -542,7 +593,12 @@ pub fn verify(d: Dissected, opts: &VerifyOptions) -> (Report, Result<Verified<Ve
         Ok(()) => r.push(
             "image-policy",
             Outcome::Pass,
-            format!("{}={} allowed by {}", d.designator, state.word(), opts.policy),
+            format!(
+                "{}={} allowed by {}",
+                d.designator,
+                state.word(),
+                opts.policy
+            ),
         ),
         Err(e) => r.push("image-policy", Outcome::Fail, e.to_string()),
     }
@@ -600,7 +656,11 @@ fn check_release(
         };
         let rel = OsRelease::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
         let Some(host) = &opts.host else {
-            return Ok((class, rel, format!("{path} present (no host os-release to match)")));
+            return Ok((
+                class,
+                rel,
+                format!("{path} present (no host os-release to match)"),
+            ));
         };
         let h = Host {
             os_release: host,
@@ -609,7 +669,11 @@ fn check_release(
             class,
         };
         return match release::validate(&h, &rel) {
-            Ok(a) => Ok((class, rel, format!("{path} compatible with the host ({a:?})"))),
+            Ok(a) => Ok((
+                class,
+                rel,
+                format!("{path} compatible with the host ({a:?})"),
+            )),
             Err(e) => Err(format!("{path}: {e}")),
         };
     }

@@ -43,8 +43,14 @@ pub fn make_src(dir: &Path, class: &str, name: &str, release: &str) -> PathBuf {
     };
     std::fs::create_dir_all(src.join(rel_dir)).unwrap();
     std::fs::create_dir_all(src.join(payload).parent().unwrap()).unwrap();
-    std::fs::write(src.join(rel_dir).join(format!("extension-release.{name}")), release).unwrap();
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(
+        src.join(rel_dir).join(format!("extension-release.{name}")),
+        release,
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(src.join(payload), data).unwrap();
     src
 }
@@ -55,12 +61,17 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::create_dir_all(&trust).unwrap();
     let key = dir.join(format!("{name}.key"));
     let cert = trust.join(format!("{name}.crt"));
-    tool(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
-        .arg(format!("/CN={name}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    tool(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
+            .arg(format!("/CN={name}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
     (key, cert, trust)
 }
 
@@ -107,7 +118,11 @@ pub fn check_result(v: &serde_json::Value, name: &str) -> String {
 
 pub fn build(src: &Path, out: &Path, class: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]) {
     let mut c = Command::new(bin());
-    c.args(["image", "build"]).arg(src).arg("-o").arg(out).args(["--class", class]);
+    c.args(["image", "build"])
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .args(["--class", class]);
     for a in extra {
         c.arg(a.as_ref());
     }
