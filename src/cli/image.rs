@@ -7,7 +7,8 @@ use crate::image::fsread::FsType;
 use crate::image::policy::Policy;
 use crate::image::release::{OsRelease, Scope};
 use crate::image::verify::{verify, Outcome, Report, VerifyOptions};
-use crate::image::{arch, trust, Class, DissectOptions, Dissected};
+use crate::image::{arch, Class, DissectOptions, Dissected};
+use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -193,12 +194,13 @@ fn open(c: &CommonArgs) -> Result<Dissected, super::CliError> {
     })
 }
 
-fn trust_dirs(c: &CommonArgs) -> Vec<PathBuf> {
-    if c.trust.is_empty() {
-        trust::default_dirs(&c.root)
+fn trust_store(c: &CommonArgs) -> Result<TrustStore, super::CliError> {
+    let dirs = if c.trust.is_empty() {
+        TrustStore::default_dirs(&c.root)
     } else {
         c.trust.clone()
-    }
+    };
+    TrustStore::load(&dirs).map_err(|e| op_err(format!("--trust: {e}")))
 }
 
 fn host_release(root: &Path, explicit: Option<&Path>) -> Result<OsRelease, super::CliError> {
@@ -285,7 +287,7 @@ fn run_inspect(a: InspectArgs) -> CliResult {
     let c = &a.common;
     let d = open(c)?;
     let opts = VerifyOptions {
-        trust_dirs: trust_dirs(c),
+        trust: trust_store(c)?,
         policy: Policy::allow_all(),
         class: c.class.as_deref().map(class_arg).transpose()?,
         host: None,
@@ -311,7 +313,7 @@ fn run_verify(a: VerifyArgs) -> CliResult {
     };
     let d = open(c)?;
     let opts = VerifyOptions {
-        trust_dirs: trust_dirs(c),
+        trust: trust_store(c)?,
         policy,
         class: c.class.as_deref().map(class_arg).transpose()?,
         host,

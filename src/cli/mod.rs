@@ -71,6 +71,7 @@ enum Command {
     DmVerity(dmverity::Command),
     #[command(flatten)]
     Image(image::Command),
+    #[command(flatten)]
     Sign(sign::Command),
     // Further command groups are flattened in here, one line each.
 }

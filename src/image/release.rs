@@ -348,7 +348,14 @@ mod tests {
     }
 
     /// host, extension, class, scope, host arch, expected outcome (Err: the Reject variant's name).
-    type Case = (&'static str, &'static str, Class, Scope, &'static str, Result<Accept, &'static str>);
+    type Case = (
+        &'static str,
+        &'static str,
+        Class,
+        Scope,
+        &'static str,
+        Result<Accept, &'static str>,
+    );
 
     /// Every branch of spec/systemd.md 2.3, as host/extension pairs.
     #[test]

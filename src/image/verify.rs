@@ -22,8 +22,8 @@ use std::path::PathBuf;
 /// What to check against.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// Certificate directories (`*.crt`).
-    pub trust_dirs: Vec<PathBuf>,
+    /// Trusted signer certificates.
+    pub trust: crate::sign::TrustStore,
     /// The image policy.
     pub policy: Policy,
     /// The class the image is to be used as (default: from the file name, else from which
@@ -428,7 +428,7 @@ pub fn verify(
     let mut signed = false;
     match (&sig_der, &claimed) {
         (Some(der), Some(root)) => {
-            match trust::verify_signature(der, hex(root).as_bytes(), &opts.trust_dirs) {
+            match trust::verify_signature(der, hex(root).as_bytes(), &opts.trust) {
                 Ok(s) => {
                     r.push(
                         "signature",
