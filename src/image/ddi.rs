@@ -1,7 +1,7 @@
 //! Dissecting an image opened once by file descriptor: a GPT Discoverable Disk Image (data, verity
 //! and verity-signature partitions chosen by type UUID and architecture, spec/systemd.md 3.1) or a
 //! bare file system with sidecar files (3.5, see [`super::sidecar`]). Nothing is verified here; the
-//! result says where everything is and [`super::verify`] checks it.
+//! result says where everything is and [`super::verify()`] checks it.
 
 use super::arch::{self, Role};
 use super::gpt::{self, Gpt, GptError, Guid};

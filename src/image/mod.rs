@@ -4,7 +4,7 @@
 //! Pure core: [`gpt`], [`sigpart`], [`release`], [`policy`], [`arch`]. I/O edge: [`ddi`] (dissect a
 //! DDI from an open file), [`sidecar`], [`build`] (mkfs.erofs/mksquashfs children), [`fsread`]
 //! (reading one file out of a verified file-system image without mounting it), [`trust`], and
-//! [`verify`], the only place that mints [`crate::gate::Verified`] for images.
+//! [`mod@verify`], the only place that mints [`crate::gate::Verified`] for images.
 //!
 //! An image is opened once ([`Dissected::open`] takes a [`std::fs::File`]); everything afterwards,
 //! including the [`verify::VerifiedImage`] handed to the merge pipeline, reads that descriptor.
