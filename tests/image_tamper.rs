@@ -295,3 +295,81 @@ fn openssl_overlapping_partitions() {
     });
     f.rejected("gpt", "overlap");
 }
+
+/// A signed sidecar image: (dir guard, image, trust dir, host os-release).
+fn sidecar_fixture() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let (key, cert, trust) = keygen(&d, "side");
+    let src = make_src(&d, "sysext", "side", "ID=debian\nVERSION_ID=12\n");
+    let img = d.join("side.raw");
+    build(
+        &src,
+        &img,
+        "sysext",
+        &[
+            &"--sidecar",
+            &"--fs",
+            &"squashfs",
+            &"--key",
+            &key,
+            &"--cert",
+            &cert,
+        ],
+    );
+    let host = host_release(&d);
+    (dir, img, trust, host)
+}
+
+fn sidecar_verify(img: &Path, trust: &Path, host: &Path) -> (i32, serde_json::Value) {
+    verify_json(
+        img,
+        &[
+            "--trust",
+            trust.to_str().unwrap(),
+            "--os-release",
+            host.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn openssl_sidecar_flipped_data_byte_and_wrong_roothash() {
+    let (_g, img, trust, host) = sidecar_fixture();
+    let (code, v) = sidecar_verify(&img, &trust, &host);
+    assert_eq!(code, 0, "{v}");
+    // A different root hash in .roothash: the signature no longer covers it and the tree disagrees.
+    let rh = img.with_extension("roothash");
+    let good = std::fs::read_to_string(&rh).unwrap();
+    let bad = format!(
+        "{}{}",
+        if good.starts_with('0') { "1" } else { "0" },
+        &good[1..]
+    );
+    std::fs::write(&rh, bad).unwrap();
+    let (code, v) = sidecar_verify(&img, &trust, &host);
+    assert_eq!(code, 1);
+    let failed = failed_checks(&v);
+    assert!(
+        failed.contains(&"signature".to_string()) && failed.contains(&"verity-tree".to_string()),
+        "{v}"
+    );
+    std::fs::write(&rh, good).unwrap();
+    // A flipped byte in the file system.
+    let mut b = std::fs::read(&img).unwrap();
+    let n = b.len() / 2;
+    b[n] ^= 0x40;
+    std::fs::write(&img, b).unwrap();
+    let (code, v) = sidecar_verify(&img, &trust, &host);
+    assert_eq!(code, 1);
+    assert_eq!(failed_checks(&v)[0], "verity-tree", "{v}");
+}
+
+#[test]
+fn openssl_sidecar_missing_tree_is_refused() {
+    let (_g, img, trust, host) = sidecar_fixture();
+    std::fs::remove_file(img.with_extension("verity")).unwrap();
+    let (code, v) = sidecar_verify(&img, &trust, &host);
+    assert_eq!(code, 1);
+    assert_eq!(failed_checks(&v), vec!["sidecar"], "{v}");
+}
