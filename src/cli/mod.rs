@@ -8,6 +8,7 @@ mod boot;
 #[cfg(feature = "dm")]
 mod dmopen;
 mod dmverity;
+mod image;
 mod progress;
 mod sign;
 
@@ -77,6 +78,8 @@ enum Command {
     #[command(flatten)]
     Boot(boot::Command),
     #[command(flatten)]
+    Image(image::Command),
+    #[command(flatten)]
     Sign(sign::Command),
     // Further command groups are flattened in here, one line each.
 }
@@ -133,6 +136,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(feature = "dm")]
         Command::DmOpen(c) => dmopen::run(c),
         Command::Boot(c) => boot::run(c),
+        Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
     };
     match res {
