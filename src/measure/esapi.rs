@@ -53,8 +53,9 @@ fn answered_by_tpm(e: &tss_esapi::Error) -> bool {
     }
 }
 
-fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
-    let reason = match e {
+/// The library's text plus the raw response code, which its text often does not explain.
+fn reason(e: &tss_esapi::Error) -> String {
+    match e {
         tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(rc)) => {
             format!("{e} ({:#x})", rc.0)
         }
@@ -62,7 +63,11 @@ fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
             format!("{e} ({:#x})", rc.0)
         }
         _ => e.to_string(),
-    };
+    }
+}
+
+fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
+    let reason = reason(&e);
     if answered_by_tpm(&e) {
         TpmError::Refused { op, reason }
     } else {
@@ -108,7 +113,8 @@ impl EsapiTpm {
         };
         let ctx = Context::new(conf).map_err(|e| {
             unreachable(format!(
-                "{e} (is the TPM running{}?)",
+                "{} (is the TPM running{}?)",
+                reason(&e),
                 match spec {
                     TpmSpec::Swtpm { port, .. } =>
                         format!(" and listening on ports {port} and {}", port + 1),
