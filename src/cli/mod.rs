@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 mod dmverity;
 mod progress;
+mod sign;
 mod tpm;
 
 /// What went wrong, and so which exit code.
@@ -69,6 +70,8 @@ enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
     #[command(flatten)]
+    Sign(sign::Command),
+    #[command(flatten)]
     Tpm(tpm::Command),
     // Further command groups are flattened in here, one line each.
 }
@@ -122,6 +125,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Sign(c) => sign::run(c),
         Command::Tpm(c) => tpm::run(c),
     };
     match res {
