@@ -241,8 +241,11 @@ fn measure(a: MeasureArgs) -> CliResult {
     Ok(())
 }
 
+/// PCR values of one bank: (PCR, value) pairs.
+type BankValues = (HashAlg, Vec<(u32, Vec<u8>)>);
+
 /// Prints values grouped by bank, as tpm2_pcrread does.
-fn print_values(values: &[(HashAlg, Vec<(u32, Vec<u8>)>)], json_out: bool) {
+fn print_values(values: &[BankValues], json_out: bool) {
     if json_out {
         let mut top = Map::new();
         for (bank, pcrs) in values {

@@ -127,7 +127,7 @@ impl ImageEvent {
             hash: h.clone(),
             why,
         };
-        if h.is_empty() || h.len() % 2 != 0 || h.len() > 128 {
+        if h.is_empty() || !h.len().is_multiple_of(2) || h.len() > 128 {
             return Err(bad_hash("is not 1-64 bytes of hex"));
         }
         if !is_lower_hex(h) {

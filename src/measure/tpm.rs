@@ -330,6 +330,14 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "tpm"))]
+    #[test]
+    fn without_the_feature_open_says_so() {
+        let e = open_tpm("swtpm:port=2321").err().unwrap();
+        assert!(matches!(e, TpmError::NotBuilt { .. }));
+        assert!(e.to_string().contains("without the `tpm` feature"), "{e}");
+    }
+
     #[test]
     fn trait_is_object_safe() {
         let mut t: Box<dyn Tpm> = Box::new(SoftTpm::new([HashAlg::Sha256]));

@@ -192,7 +192,7 @@ pub fn parse_pcrread(text: &str) -> HashMap<(String, u32), Vec<u8>> {
 
 /// Strict hex decoding written here, so tests do not check the crate with itself.
 pub fn hex_decode(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex {s:?}");
+    assert!(s.len().is_multiple_of(2), "odd hex {s:?}");
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
