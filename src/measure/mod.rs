@@ -52,6 +52,10 @@ pub fn default_pcr(class: &str) -> Option<u32> {
     }
 }
 
+/// The root-hash field of an image admitted without dm-verity (only through a `--dangerous-...`
+/// bypass): the weakened chain is measured and logged under this name rather than hidden.
+pub const UNPROTECTED: &str = "unprotected";
+
 /// Why an event description was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventError {
@@ -75,7 +79,7 @@ pub struct ImageEvent {
     pub class: String,
     /// The image name (as in extension-release.NAME).
     pub name: String,
-    /// The dm-verity root hash, lower-case hex.
+    /// The dm-verity root hash, lower-case hex, or [`UNPROTECTED`].
     pub root_hash_hex: String,
     /// The lower-case hex SHA-256 of the signer certificate's DER; None for unsigned images.
     pub signer: Option<String>,
@@ -123,6 +127,9 @@ impl ImageEvent {
             return Err(bad_name("contains '/' or a control character"));
         }
         let h = &self.root_hash_hex;
+        if h == UNPROTECTED {
+            return self.validate_signer();
+        }
         let bad_hash = |why| EventError::BadRootHash {
             hash: h.clone(),
             why,
@@ -133,6 +140,10 @@ impl ImageEvent {
         if !is_lower_hex(h) {
             return Err(bad_hash("is not lower-case hex"));
         }
+        self.validate_signer()
+    }
+
+    fn validate_signer(&self) -> Result<(), EventError> {
         if let Some(s) = &self.signer {
             if s.len() != 64 || !is_lower_hex(s) {
                 return Err(EventError::BadSigner(s.clone()));

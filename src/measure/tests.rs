@@ -98,6 +98,13 @@ fn event_validation() {
         assert!(err.contains(want), "{e:?}: {err}");
     }
     ev("nextroot", "root").validate().unwrap();
+    let unprotected = ImageEvent {
+        root_hash_hex: UNPROTECTED.into(),
+        signer: None,
+        ..ev("sysext", "a")
+    };
+    unprotected.validate().unwrap();
+    assert_eq!(unprotected.event_string(), "sysext:a:unprotected:unsigned");
 }
 
 #[test]
