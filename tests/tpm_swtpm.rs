@@ -428,3 +428,94 @@ fn swtpm_sha256_bank_deallocated_with_tpm2_pcrallocate_is_refused() {
     );
     assert_eq!(tpm.pcrread("sha1", 12), vec![0; 20]);
 }
+
+/// A signed sysext built by `verity image build` (mkfs.erofs), with a TEST-ONLY key.
+fn signed_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys");
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
+    std::fs::create_dir_all(src.join("usr/bin")).unwrap();
+    std::fs::write(
+        src.join("usr/lib/extension-release.d/extension-release.tools"),
+        "ID=_any\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("usr/bin/hello"), vec![0x5a; 100_000]).unwrap();
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(keys.join("rsa2048.crt"), trust.join("rsa2048.crt")).unwrap();
+    let img = dir.join("tools.raw");
+    let out = ok(&verity(&[
+        "image",
+        "build",
+        src.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--class",
+        "sysext",
+        "--key",
+        keys.join("rsa2048.key").to_str().unwrap(),
+        "--cert",
+        keys.join("rsa2048.crt").to_str().unwrap(),
+        "--json",
+    ]));
+    let root = json(&out)["root_hash"].as_str().unwrap().to_string();
+    (img, trust, root)
+}
+
+#[test]
+fn swtpm_mkfs_predict_image_matches_measure() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tpm2-measure.log");
+    let (img, trust, root) = signed_image(dir.path());
+
+    // The signer field is sha256 of the certificate's DER, computed here with openssl.
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(trust.join("rsa2048.crt"))
+        .output()
+        .expect("openssl");
+    assert!(der.status.success());
+    let fpr = hex_encode(&openssl_digest("sha256", &der.stdout, dir.path()));
+
+    let pred = json(&ok(&verity(&[
+        "pcr",
+        "predict",
+        "--pcr",
+        "13",
+        "--image",
+        img.to_str().unwrap(),
+        "--trust",
+        trust.to_str().unwrap(),
+        "--json",
+    ])));
+    assert_eq!(pred["events"][0], format!("sysext:tools:{root}:{fpr}"));
+    ok(&measure(&tpm, &log, "sysext", "tools", &root, &fpr));
+    for bank in tpm.active_banks() {
+        assert_eq!(
+            pred["banks"][&bank].as_str().unwrap(),
+            hex_encode(&tpm.pcrread(&bank, 13)),
+            "{bank}"
+        );
+    }
+
+    // Without the certificate the image does not verify, so there is nothing to predict.
+    let empty = dir.path().join("empty-trust");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = verity(&[
+        "pcr",
+        "predict",
+        "--pcr",
+        "13",
+        "--image",
+        img.to_str().unwrap(),
+        "--trust",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("never measured"),
+        "{o:?}"
+    );
+}

@@ -5,15 +5,20 @@
 use super::{failed, op_err, CliResult};
 use crate::digest::HashAlg;
 use crate::hex;
+use crate::image::policy::Policy;
+use crate::image::release::Scope;
+use crate::image::verify::{verify, VerifyOptions};
+use crate::image::{arch, DissectOptions, Dissected};
 use crate::measure::pcr::{self, ReplayReport};
 use crate::measure::{
     default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord,
-    DEFAULT_EVENT_LOG, DEFAULT_TPM,
+    DEFAULT_EVENT_LOG, DEFAULT_TPM, UNPROTECTED,
 };
+use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -138,6 +143,22 @@ pub struct PredictArgs {
     pub events: Vec<String>,
     #[command(flatten)]
     pub event: EventParts,
+    /// An image to measure (repeatable, in order, after the other events). It is verified first:
+    /// the class, name, root hash and signer come from the verified image, as the merge gets them.
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
+    /// Certificate directory for --image (repeatable; replaces the default verity.d search path).
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// Root for the default verity.d dirs.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Image policy for --image (systemd syntax). Default: root=signed+absent:usr=signed+absent.
+    #[arg(long = "image-policy")]
+    pub image_policy: Option<String>,
+    /// Accept --image partitions of this architecture instead of the native one.
+    #[arg(long)]
+    pub arch: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -428,9 +449,15 @@ fn predict(a: PredictArgs) -> CliResult {
     if let Some(ev) = event_from_parts(&a.event)? {
         events.push(ev.event_string());
     }
+    if !a.images.is_empty() {
+        let opts = image_verify_options(&a)?;
+        for img in &a.images {
+            events.push(image_event(img, a.arch.clone(), &opts)?.event_string());
+        }
+    }
     if events.is_empty() {
         return Err(op_err(
-            "nothing to predict: give --event STRING or --class/--name/--root-hash",
+            "nothing to predict: give --image IMG, --event STRING or --class/--name/--root-hash",
         ));
     }
     let values = pcr::predict(a.pcr, &banks, &bases, &events).map_err(op_err)?;
@@ -448,6 +475,73 @@ fn predict(a: PredictArgs) -> CliResult {
         print_values(&grouped, false);
     }
     Ok(())
+}
+
+fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliError> {
+    let dirs = if a.trust.is_empty() {
+        TrustStore::default_dirs(&a.root)
+    } else {
+        a.trust.clone()
+    };
+    let trust = TrustStore::load(&dirs).map_err(|e| op_err(format!("--trust: {e}")))?;
+    let policy = match &a.image_policy {
+        Some(p) => Policy::parse(p).map_err(|e| op_err(format!("--image-policy: {e}")))?,
+        None => Policy::signed_only(),
+    };
+    let host_arch = a.arch.clone().unwrap_or_else(|| {
+        rustix::system::uname()
+            .machine()
+            .to_str()
+            .ok()
+            .and_then(arch::from_uname)
+            .unwrap_or_else(arch::native)
+            .to_string()
+    });
+    Ok(VerifyOptions {
+        trust,
+        policy,
+        class: None,
+        // Release tooling predicts for hosts it is not running on: extension-release must be
+        // present, but is not matched against this machine.
+        host: None,
+        host_arch,
+        scope: Scope::System,
+        read_release: true,
+    })
+}
+
+/// Verifies an image and returns the event measuring it would record. An image that does not
+/// verify is never measured, so predicting for it is a failed check (exit 1).
+fn image_event(
+    path: &Path,
+    arch: Option<String>,
+    opts: &VerifyOptions,
+) -> Result<ImageEvent, super::CliError> {
+    let f = std::fs::File::open(path).map_err(|e| op_err(format!("{}: {e}", path.display())))?;
+    let d = Dissected::open(f, path, &DissectOptions { arch })
+        .map_err(|e| op_err(format!("{}: {e}", path.display())))?;
+    let (report, res) = verify(d, opts);
+    let v = res.map_err(|e| {
+        failed(format!(
+            "{}: {e}; an image that does not verify is never measured",
+            path.display()
+        ))
+    })?;
+    let img = v.get();
+    let ev = ImageEvent {
+        class: img.class.name().to_string(),
+        name: img.name.clone(),
+        root_hash_hex: img
+            .integrity
+            .as_ref()
+            .map(|i| hex::encode(&i.root_hash))
+            .or(report.root_hash)
+            .unwrap_or_else(|| UNPROTECTED.to_string()),
+        signer: img.signer.as_ref().map(|s| s.fingerprint.clone()),
+    };
+    ev.validate()
+        .map_err(|e| op_err(format!("{}: cannot be measured: {e}", path.display())))?;
+    Ok(ev)
 }
 
 fn show(a: ShowArgs) -> CliResult {
