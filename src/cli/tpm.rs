@@ -43,7 +43,7 @@ pub enum PcrCommand {
     Replay(ReplayArgs),
     /// The values a PCR will hold after measuring the given events.
     #[command(disable_help_flag = true)]
-    Predict(PredictArgs),
+    Predict(Box<PredictArgs>),
 }
 
 #[derive(Subcommand)]
@@ -196,7 +196,7 @@ pub fn run(cmd: Command) -> CliResult {
         Command::Measure(a) => measure(a),
         Command::Pcr(PcrCommand::Read(a)) => read(a),
         Command::Pcr(PcrCommand::Replay(a)) => replay(a),
-        Command::Pcr(PcrCommand::Predict(a)) => predict(a),
+        Command::Pcr(PcrCommand::Predict(a)) => predict(*a),
         Command::Log(LogCommand::Show(a)) => show(a),
     }
 }
