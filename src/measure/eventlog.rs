@@ -413,4 +413,27 @@ mod tests {
         assert_eq!(r[0].digests[0].bank, None);
         assert_eq!(r[0].pcr, None);
     }
+
+    proptest::proptest! {
+        // What the fuzz target checks, on a budget: no panic on any mutation of a good log, and
+        // whatever is accepted survives a write and a re-read.
+        #[test]
+        fn mutated_logs_never_panic(pos in 0usize..400, byte in proptest::prelude::any::<u8>(),
+                                    cut in 0usize..400) {
+            let mut log = sample().to_bytes();
+            log.extend(sample().to_bytes());
+            let p = pos % log.len();
+            log[p] = byte;
+            log.truncate(cut.max(1).min(log.len()));
+            if let Ok(recs) = parse_log(&log) {
+                let again: Vec<u8> = recs.iter().flat_map(LogRecord::to_bytes).collect();
+                let back = parse_log(&again).unwrap();
+                proptest::prop_assert_eq!(back.len(), recs.len());
+                for (a, b) in back.iter().zip(&recs) {
+                    proptest::prop_assert_eq!(&a.digests, &b.digests);
+                    proptest::prop_assert_eq!(a.pcr, b.pcr);
+                }
+            }
+        }
+    }
 }
