@@ -29,7 +29,10 @@ fn hash_location(g: &Geometry, off: u64) -> Location {
     let b = off / g.params.hash_block_size as u64;
     for (level, l) in g.levels.iter().enumerate() {
         if b >= l.start && b < l.start + l.blocks {
-            return Location::Hash { level, index: b - l.start };
+            return Location::Hash {
+                level,
+                index: b - l.start,
+            };
         }
     }
     panic!("offset {off} outside the tree");
@@ -37,23 +40,45 @@ fn hash_location(g: &Geometry, off: u64) -> Location {
 
 #[test]
 fn every_tree_byte_and_sampled_data_bytes_are_caught_and_blamed_right() {
-    for (alg, bs, n, ht) in [(HashAlg::Sha256, 512, 300, 1), (HashAlg::Sha1, 1024, 130, 0)] {
+    for (alg, bs, n, ht) in [
+        (HashAlg::Sha256, 512, 300, 1),
+        (HashAlg::Sha1, 1024, 130, 0),
+    ] {
         let (g, data, tree, root) = setup(alg, bs, n, ht);
-        let opts = VerifyOptions { stop_at_first: true };
-        assert!(verify_image(&g, &data, &tree, &root, opts, &|_| {}).unwrap().is_ok());
+        let opts = VerifyOptions {
+            stop_at_first: true,
+        };
+        assert!(verify_image(&g, &data, &tree, &root, opts, &|_| {})
+            .unwrap()
+            .is_ok());
         for off in 0..tree.len() {
             let mut t = tree.clone();
             t[off] ^= 0x5a;
             let r = verify_image(&g, &data, &t, &root, opts, &|_| {}).unwrap();
-            let first = r.bad.first().unwrap_or_else(|| panic!("flip at tree byte {off} not caught"));
-            assert_eq!(first.location, hash_location(&g, off as u64), "tree byte {off}");
+            let first = r
+                .bad
+                .first()
+                .unwrap_or_else(|| panic!("flip at tree byte {off} not caught"));
+            assert_eq!(
+                first.location,
+                hash_location(&g, off as u64),
+                "tree byte {off}"
+            );
         }
         for off in (0..data.len()).step_by(97) {
             let mut d = data.clone();
             d[off] ^= 1;
             let r = verify_image(&g, &d, &tree, &root, opts, &|_| {}).unwrap();
-            let first = r.bad.first().unwrap_or_else(|| panic!("flip at data byte {off} not caught"));
-            assert_eq!(first.location, Location::Data { block: off as u64 / bs as u64 });
+            let first = r
+                .bad
+                .first()
+                .unwrap_or_else(|| panic!("flip at data byte {off} not caught"));
+            assert_eq!(
+                first.location,
+                Location::Data {
+                    block: off as u64 / bs as u64
+                }
+            );
             assert_eq!(first.offset, off as u64 / bs as u64 * bs as u64);
         }
     }
@@ -79,7 +104,10 @@ fn cli_names_the_block_and_exits_1() {
     let data = dir.path().join("d.img");
     let hash = dir.path().join("d.hash");
     std::fs::write(&data, pattern(4096 * 300)).unwrap();
-    let out = ok(verity().args(["format", "--salt", SALT]).arg(&data).arg(&hash));
+    let out = ok(verity()
+        .args(["format", "--salt", SALT])
+        .arg(&data)
+        .arg(&hash));
     let root = field(&out, "Root hash:").unwrap();
     // A data flip.
     let mut bytes = std::fs::read(&data).unwrap();

@@ -46,9 +46,18 @@ fn input(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
 fn inputs_match_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     for (id, sha) in [
-        ("A", "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7"),
-        ("B", "94f3da4f123bcd244373b3116bd3e56054dab8250340fa2e0a129fd7fb1d1b48"),
-        ("D", "51a6eef401c0119654ac362ad4ee6d51d8d169da32f9ff13e0b8a30829964970"),
+        (
+            "A",
+            "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7",
+        ),
+        (
+            "B",
+            "94f3da4f123bcd244373b3116bd3e56054dab8250340fa2e0a129fd7fb1d1b48",
+        ),
+        (
+            "D",
+            "51a6eef401c0119654ac362ad4ee6d51d8d169da32f9ff13e0b8a30829964970",
+        ),
     ] {
         assert_eq!(sha256_file(&input(dir.path(), id)), sha, "input {id}");
     }
@@ -67,8 +76,18 @@ fn cli_reproduces_every_vector() {
             .args(v.args)
             .arg(&data)
             .arg(&hash));
-        assert_eq!(field(&out, "Root hash:").as_deref(), Some(v.root), "{} root", v.id);
-        assert_eq!(std::fs::metadata(&hash).unwrap().len(), v.size, "{} size", v.id);
+        assert_eq!(
+            field(&out, "Root hash:").as_deref(),
+            Some(v.root),
+            "{} root",
+            v.id
+        );
+        assert_eq!(
+            std::fs::metadata(&hash).unwrap().len(),
+            v.size,
+            "{} size",
+            v.id
+        );
         assert_eq!(sha256_file(&hash), v.sha, "{} hash file", v.id);
         ok(verity().arg("verify").arg(&data).arg(&hash).arg(v.root));
     }
@@ -104,7 +123,11 @@ fn dump_prints_veritysetup_lines() {
     let data = input(dir.path(), "B");
     let hash = dir.path().join("B.hash");
     ok(verity()
-        .args(["format", &format!("--salt={SALT}"), &format!("--uuid={UUID}")])
+        .args([
+            "format",
+            &format!("--salt={SALT}"),
+            &format!("--uuid={UUID}"),
+        ])
         .arg(&data)
         .arg(&hash));
     let out = ok(verity().arg("dump").arg(&hash));

@@ -34,7 +34,13 @@ fn hpb(alg: &str, hbs: usize) -> usize {
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for alg in ["sha1", "sha256", "sha512"] {
-        for (dbs, hbs) in [(512, 512), (1024, 1024), (4096, 4096), (512, 4096), (4096, 1024)] {
+        for (dbs, hbs) in [
+            (512, 512),
+            (1024, 1024),
+            (4096, 4096),
+            (512, 4096),
+            (4096, 1024),
+        ] {
             let h = hpb(alg, hbs);
             let mut sizes = vec![dbs, (h - 1) * dbs, (h + 1) * dbs, 3 * dbs + 100];
             if (h * h + 1) * dbs <= 8 << 20 {
@@ -115,14 +121,33 @@ fn check(c: &Case, dir: &Path, idx: usize) {
     assert_eq!(a.len(), b.len(), "hash file size differs for {c:?}");
     assert!(a == b, "hash file bytes differ for {c:?}");
     // Each accepts the other's output (the files are identical, so verify across names).
-    ok(veritysetup().arg("verify").args(&args).arg(&td).arg(&oh).arg(&our_root));
-    ok(verity().arg("verify").args(&args).arg(&od).arg(&th).arg(&their_root));
+    ok(veritysetup()
+        .arg("verify")
+        .args(&args)
+        .arg(&td)
+        .arg(&oh)
+        .arg(&our_root));
+    ok(verity()
+        .arg("verify")
+        .args(&args)
+        .arg(&od)
+        .arg(&th)
+        .arg(&their_root));
     // Both reject a wrong root.
     let mut wrong = our_root.clone().into_bytes();
     wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
     let wrong = String::from_utf8(wrong).unwrap();
-    let o = run(verity().arg("verify").args(&args).arg(&od).arg(&oh).arg(&wrong));
-    assert_eq!(o.status.code(), Some(1), "wrong root must fail with 1 for {c:?}");
+    let o = run(verity()
+        .arg("verify")
+        .args(&args)
+        .arg(&od)
+        .arg(&oh)
+        .arg(&wrong));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "wrong root must fail with 1 for {c:?}"
+    );
     for p in [od, oh, td, th] {
         let _ = std::fs::remove_file(p);
     }
@@ -134,8 +159,12 @@ fn veritysetup_matrix_is_byte_identical() {
     assert!(all.len() > 100, "matrix too small: {}", all.len());
     // Every dimension must be covered.
     for f in [0, 1] {
-        assert!(all.iter().any(|c| c.format == f && c.salt && c.superblock && c.same_file));
-        assert!(all.iter().any(|c| c.format == f && !c.salt && !c.superblock && !c.same_file));
+        assert!(all
+            .iter()
+            .any(|c| c.format == f && c.salt && c.superblock && c.same_file));
+        assert!(all
+            .iter()
+            .any(|c| c.format == f && !c.salt && !c.superblock && !c.same_file));
     }
     let dir = tempfile::tempdir().unwrap();
     let chunks: Vec<Vec<(usize, Case)>> = {

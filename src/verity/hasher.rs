@@ -62,7 +62,7 @@ impl BlockHasher {
     /// Panics if `blocks` is not whole blocks or `out` is not one digest per block.
     pub fn hash_many(&self, blocks: &[u8], block_size: usize, out: &mut [u8]) {
         let d = self.digest_size();
-        assert!(block_size > 0 && blocks.len() % block_size == 0);
+        assert!(block_size > 0 && blocks.len().is_multiple_of(block_size));
         assert_eq!(out.len(), blocks.len() / block_size * d);
         match self.batch {
             Some(f) => f(&self.salt, self.salt_first, blocks, block_size, out),

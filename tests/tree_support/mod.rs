@@ -36,10 +36,14 @@ pub fn ok(cmd: &mut Command) -> String {
 
 /// veritysetup from cryptsetup-bin; CI installs it, so its absence is a failure, not a skip.
 pub fn veritysetup() -> Command {
-    let p = ["/usr/sbin/veritysetup", "/sbin/veritysetup", "/usr/bin/veritysetup"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("veritysetup is not installed (apt-get install cryptsetup-bin)");
+    let p = [
+        "/usr/sbin/veritysetup",
+        "/sbin/veritysetup",
+        "/usr/bin/veritysetup",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("veritysetup is not installed (apt-get install cryptsetup-bin)");
     Command::new(p)
 }
 
