@@ -327,6 +327,38 @@ mod tests {
     }
 
     #[test]
+    fn hash_blocks_batches_runs_and_fills_holes_with_the_zero_digest() {
+        // Runs of data and holes of every length around the 16-block pass and 64-block task
+        // sizes, for the batch path (sha256) and the per-block path (sha1).
+        let pattern: Vec<bool> = (0..700u32)
+            .map(|i| (i * 7919 / 37) % 5 != 0 || (100..130).contains(&i))
+            .collect();
+        for (alg, bs) in [
+            (HashAlg::Sha256, 4096),
+            (HashAlg::Sha256, 512),
+            (HashAlg::Sha1, 512),
+        ] {
+            for hash_type in [0, 1] {
+                let h = BlockHasher::new(alg, b"salty", hash_type);
+                let n = pattern.len();
+                let buf: Vec<u8> = (0..n * bs).map(|i| (i * 31 % 253) as u8).collect();
+                let zero = vec![0xAA; h.digest_size()];
+                let d = h.digest_size();
+                let mut out = vec![0u8; n * d];
+                hash_blocks(&h, bs, &buf, &pattern, &zero, &mut out);
+                for (k, got) in out.chunks(d).enumerate() {
+                    let want = if pattern[k] {
+                        h.clone().with_batch(None).hash(&buf[k * bs..(k + 1) * bs])
+                    } else {
+                        zero.clone()
+                    };
+                    assert_eq!(got, &want[..], "{alg} bs {bs} format {hash_type} block {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn streaming_build_equals_the_recursive_model() {
         for (alg, dbs, hbs, n, ht) in [
             (HashAlg::Sha256, 4096, 4096, 300, 1),
