@@ -11,6 +11,7 @@ mod dmverity;
 mod image;
 mod progress;
 mod sign;
+mod tpm;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -81,6 +82,8 @@ enum Command {
     Image(image::Command),
     #[command(flatten)]
     Sign(sign::Command),
+    #[command(flatten)]
+    Tpm(tpm::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -138,6 +141,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Boot(c) => boot::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
+        Command::Tpm(c) => tpm::run(c),
     };
     match res {
         Ok(()) => 0,

@@ -4,3 +4,4 @@
 #[cfg(feature = "dm")]
 pub mod dm;
 pub mod keyring;
+pub mod sha256_mb;
