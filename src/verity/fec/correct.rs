@@ -12,7 +12,7 @@ use super::FecIoError;
 use crate::verity::geometry::Geometry;
 use crate::verity::verify::{verify_image, BadBlock, Location, VerifyOptions, VerifyReport};
 use crate::verity::BlockSource;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 
 /// The result of decoding one round.
@@ -26,8 +26,8 @@ pub struct RoundDecode {
     pub failed: Vec<usize>,
 }
 
-/// Decodes round `round`. `erasures` are symbol positions (0 .. k) suspected bad; they are only
-/// used for codewords that do not decode without them.
+/// Decodes round `round`. `erasures` are symbol positions (0 .. k) suspected bad; when given, each
+/// codeword is decoded with them first and without them only if that fails.
 pub fn decode_round<D, H, F>(
     layout: &FecLayout,
     data: &D,
@@ -71,8 +71,10 @@ where
         }
         cw[k..].copy_from_slice(&parity[b * r..(b + 1) * r]);
         let before = cw;
-        let ok = code.decode(&mut cw, &[]).is_ok()
-            || (!eras.is_empty() && code.decode(&mut cw, &eras).is_ok());
+        // With known-bad symbols, erasure decoding is tried first: plain decoding past its
+        // capacity tends to "succeed" with a wrong codeword rather than fail.
+        let ok = (!eras.is_empty() && code.decode(&mut cw, &eras).is_ok())
+            || code.decode(&mut cw, &[]).is_ok();
         if !ok {
             failed.push(b);
             continue;
@@ -92,9 +94,11 @@ where
 }
 
 /// Decodes covered block `x` (a data block index, or `data_blocks + i` for the i-th covered hash
-/// block). `bad` lists other covered blocks known to be bad (used as erasures). Returns the
-/// corrected block and the number of bytes changed, or `None` when some codeword of the block
-/// cannot be decoded. The result is NOT checked against the tree: hash it before trusting it.
+/// block). With `bad` empty it decodes without erasure information; otherwise `x` and the blocks in
+/// `bad` (other covered blocks known to be bad) are erasures. Returns the corrected block and the
+/// number of bytes changed, or `None` when some codeword of the block cannot be decoded. The
+/// result is NOT checked against the tree: hash it before trusting it, and if it does not match,
+/// call again with the known bad blocks (the kernel's order: plain first, then erasures).
 pub fn decode_block<D, H, F>(
     layout: &FecLayout,
     data: &D,
@@ -109,13 +113,20 @@ where
     F: BlockSource + ?Sized,
 {
     let (round, j) = layout.position_of(x);
-    let eras = erasures_for(layout, round, j, bad.iter().copied());
+    let eras = if bad.is_empty() {
+        Vec::new()
+    } else {
+        erasures_for(layout, round, j, bad.iter().copied())
+    };
     let d = decode_round(layout, data, hash, fec, round, &eras)?;
     if !d.failed.is_empty() {
         return Ok(None);
     }
     let bs = layout.block_size as usize;
-    Ok(Some((d.blocks[j * bs..(j + 1) * bs].to_vec(), d.changed[j])))
+    Ok(Some((
+        d.blocks[j * bs..(j + 1) * bs].to_vec(),
+        d.changed[j],
+    )))
 }
 
 /// Symbol positions of round `round` to treat as erasures: the target first, then other bad
@@ -201,7 +212,12 @@ impl<S: BlockSource + ?Sized> BlockSource for Patched<'_, S> {
 
     fn data_ranges(&self, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
         // A corrected block may sit in a hole; then the whole range must really be read.
-        if self.patches.range(start.saturating_sub(self.block_size)..end).next().is_some() {
+        if self
+            .patches
+            .range(start.saturating_sub(self.block_size)..end)
+            .next()
+            .is_some()
+        {
             Ok(vec![(start, end)])
         } else {
             self.inner.data_ranges(start, end)
@@ -231,14 +247,15 @@ where
     let mut data_patches: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut hash_patches: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut fixes: BTreeMap<u64, Correction> = BTreeMap::new();
-    let mut given_up: BTreeSet<u64> = BTreeSet::new();
+    // Decoding attempts per covered block: 1 = plain, 2 = with erasures (the last).
+    let mut tries: BTreeMap<u64, u8> = BTreeMap::new();
     let opts = VerifyOptions {
         stop_at_first: false,
     };
     let mut initial = None;
     // Each pass either corrects a new block or stops; the tree depth bounds how many passes can
     // uncover new bad blocks, the extra ones are slack.
-    let max_passes = geom.levels.len() + 4;
+    let max_passes = 2 * geom.levels.len() + 6;
     for _ in 0..max_passes {
         let pd = Patched {
             inner: data,
@@ -269,26 +286,40 @@ where
         let bad_x: Vec<u64> = bad.iter().map(|&(x, _)| x).collect();
         let mut by_round: BTreeMap<u64, Vec<(usize, BadBlock)>> = BTreeMap::new();
         for &(x, b) in &bad {
-            if given_up.contains(&x) {
+            if tries.get(&x).copied().unwrap_or(0) >= 2 {
                 continue;
             }
             let (n, j) = layout.position_of(x);
             by_round.entry(n).or_default().push((j, b));
         }
         let mut pending = Vec::new();
+        let mut retry_due = false;
         for (round, targets) in by_round {
-            let mut eras: Vec<usize> = targets.iter().map(|&(j, _)| j).collect();
-            for &x in &bad_x {
-                let (n, j) = layout.position_of(x);
-                if n == round {
-                    eras.push(j);
+            // As the kernel: plain decoding first; once a block of the round has been through
+            // that and still fails its hash, decode the round with its bad blocks as erasures.
+            let use_erasures = targets
+                .iter()
+                .any(|&(j, _)| tries.contains_key(&layout.block_at(round, j as u64)));
+            let mut eras: Vec<usize> = Vec::new();
+            if use_erasures {
+                eras.extend(targets.iter().map(|&(j, _)| j));
+                for &x in &bad_x {
+                    let (n, j) = layout.position_of(x);
+                    if n == round {
+                        eras.push(j);
+                    }
                 }
             }
             let dec = decode_round(layout, &pd, &ph, fec, round, &eras)?;
             for (j, b) in targets {
                 let x = layout.block_at(round, j as u64);
+                let t = tries.entry(x).or_insert(0);
+                *t = if use_erasures { 2 } else { *t + 1 };
                 if !dec.failed.is_empty() || dec.changed[j] == 0 {
-                    given_up.insert(x);
+                    // Nothing to try; counts as progress only if an erasure pass is still due.
+                    if *t < 2 {
+                        retry_due = true;
+                    }
                     continue;
                 }
                 let blk = dec.blocks[j * bs as usize..(j + 1) * bs as usize].to_vec();
@@ -299,17 +330,19 @@ where
                     Origin::Zero => continue,
                 };
                 read.map_err(|source| FecIoError::Read {
-                    what: if is_data { "data device" } else { "hash device" },
+                    what: if is_data {
+                        "data device"
+                    } else {
+                        "hash device"
+                    },
                     offset: b.offset,
                     source,
                 })?;
                 let bytes = orig.iter().zip(&blk).filter(|(a, c)| a != c).count();
                 pending.push((is_data, x, b, bytes, blk));
-                // A block is decoded once; if the tree still rejects it, it is a miscorrection.
-                given_up.insert(x);
             }
         }
-        let progressed = !pending.is_empty();
+        let progressed = !pending.is_empty() || retry_due;
         for (is_data, x, b, bytes, blk) in pending {
             let patches = if is_data {
                 &mut data_patches

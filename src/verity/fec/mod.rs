@@ -9,6 +9,8 @@ pub mod encode;
 pub mod gf;
 pub mod layout;
 pub mod rs;
+#[cfg(test)]
+mod tests;
 
 pub use correct::{correct_image, decode_block, Correction, FecOutcome};
 pub use encode::encode_parity;
@@ -28,7 +30,9 @@ pub enum FecError {
     OffsetAlign(u64),
     #[error("FEC covers no blocks")]
     Empty,
-    #[error("hash area (ends at byte {hash_end}) overlaps with FEC area (starts at byte {fec_offset})")]
+    #[error(
+        "hash area (ends at byte {hash_end}) overlaps with FEC area (starts at byte {fec_offset})"
+    )]
     Overlap { hash_end: u64, fec_offset: u64 },
 }
 
