@@ -364,3 +364,46 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Encode, corrupt within capacity (2 * errors + erasures <= roots), decode: the original.
+        #[test]
+        fn decode_undoes_corruption_within_capacity(
+            roots in MIN_ROOTS..=MAX_ROOTS,
+            msg in proptest::collection::vec(any::<u8>(), 253),
+            positions in proptest::collection::vec(0usize..N, 0..24),
+            values in proptest::collection::vec(1u8..=255, 24),
+            erase_first in 0usize..24,
+        ) {
+            let code = Code::new(roots).unwrap();
+            let k = code.k();
+            let mut cw = msg[..k].to_vec();
+            let mut parity = vec![0u8; roots as usize];
+            code.encode(&cw, &mut parity);
+            cw.extend_from_slice(&parity);
+            let good = cw.clone();
+            let mut pos = positions;
+            pos.sort_unstable();
+            pos.dedup();
+            // Choose how many are erasures (known) and errors (unknown) so the budget holds.
+            let n_eras = erase_first.min(pos.len()).min(roots as usize);
+            let n_err = ((roots as usize - n_eras) / 2).min(pos.len() - n_eras);
+            pos.truncate(n_eras + n_err);
+            for (p, v) in pos.iter().zip(&values) {
+                cw[*p] ^= v;
+            }
+            let eras = &pos[..n_eras];
+            let fixed = code.decode(&mut cw, eras);
+            prop_assert!(fixed.is_ok(), "roots {} eras {} errs {}", roots, n_eras, n_err);
+            prop_assert_eq!(fixed.unwrap(), pos.len());
+            prop_assert_eq!(cw, good);
+        }
+    }
+}
