@@ -394,3 +394,58 @@ fn covered_index(layout: &FecLayout, b: &BadBlock) -> Option<u64> {
         Location::Hash { .. } => layout.covered_hash_block(b.offset / bs),
     }
 }
+
+/// Reads data block `index` for a userspace-verified read, correcting it from the parity when it
+/// fails its hash, as the kernel does: the block is checked through its hash path; a bad block
+/// is decoded without erasures, and if the result still fails, again with the data blocks of its
+/// round that fail their own hash check as erasures. Returns the verified block and the bytes
+/// corrected, or the block on the path that could not be verified or corrected.
+pub fn read_verified_block<D, H, F>(
+    geom: &Geometry,
+    layout: &FecLayout,
+    data: &D,
+    hash: &H,
+    fec: &F,
+    root: &[u8],
+    index: u64,
+) -> Result<Result<(Vec<u8>, usize), BadBlock>, FecIoError>
+where
+    D: BlockSource + ?Sized,
+    H: BlockSource + ?Sized,
+    F: BlockSource + ?Sized,
+{
+    use crate::verity::verify::verify_block;
+    let bs = layout.block_size as usize;
+    let mut block = vec![0u8; bs];
+    read_covered(layout, data, hash, index, 1, &mut block)?;
+    let bad = match verify_block(geom, hash, root, index, &block)? {
+        Ok(()) => return Ok(Ok((block, 0))),
+        Err(b) if matches!(b.location, Location::Data { .. }) => b,
+        Err(b) => return Ok(Err(b)),
+    };
+    if let Some((fixed, n)) = decode_block(layout, data, hash, fec, index, &[])? {
+        if verify_block(geom, hash, root, index, &fixed)?.is_ok() {
+            return Ok(Ok((fixed, n)));
+        }
+    }
+    let (round, _) = layout.position_of(index);
+    let mut others = Vec::new();
+    let mut buf = vec![0u8; bs];
+    for j in 0..layout.k() {
+        let x = layout.block_at(round, j);
+        if x == index || x >= layout.data_blocks {
+            continue;
+        }
+        read_covered(layout, data, hash, x, 1, &mut buf)?;
+        if verify_block(geom, hash, root, x, &buf)?.is_err() {
+            others.push(x);
+        }
+    }
+    others.push(index);
+    if let Some((fixed, n)) = decode_block(layout, data, hash, fec, index, &others)? {
+        if verify_block(geom, hash, root, index, &fixed)?.is_ok() {
+            return Ok(Ok((fixed, n)));
+        }
+    }
+    Ok(Err(bad))
+}

@@ -12,7 +12,7 @@ pub mod rs;
 #[cfg(test)]
 mod tests;
 
-pub use correct::{correct_image, decode_block, Correction, FecOutcome};
+pub use correct::{correct_image, decode_block, read_verified_block, Correction, FecOutcome};
 pub use encode::encode_parity;
 pub use layout::FecLayout;
 pub use rs::{Code, DecodeError};

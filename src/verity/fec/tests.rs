@@ -279,3 +279,26 @@ fn past_capacity_is_a_clear_failure() {
     assert!(!out.is_ok());
     assert_eq!(out.last.bad.len(), 3);
 }
+
+#[test]
+fn single_block_read_corrects_like_the_kernel() {
+    let (geom, l, good, hash, p, root) = small(512, 2000, 2);
+    let mut data = good.clone();
+    // Two bad blocks in one round: plain decoding cannot, erasures from the round's hash checks can.
+    for e in [0u64, 7] {
+        let x = l.block_at(3, e) as usize;
+        data[x * 512 + 10] ^= 0x77;
+        data[x * 512 + 11] ^= 0x01;
+    }
+    let x = l.block_at(3, 7);
+    let (blk, n) = read_verified_block(&geom, &l, &data[..], &hash[..], &p[..], &root, x)
+        .unwrap()
+        .expect("corrected");
+    assert_eq!(&blk[..], &good[x as usize * 512..][..512]);
+    assert_eq!(n, 2);
+    let clean = l.block_at(3, 1);
+    let (blk, n) = read_verified_block(&geom, &l, &data[..], &hash[..], &p[..], &root, clean)
+        .unwrap()
+        .unwrap();
+    assert_eq!((&blk[..], n), (&good[clean as usize * 512..][..512], 0));
+}
