@@ -87,6 +87,7 @@ pub(super) fn fact_lines(l: &FecLayout, f: &FecArgs, on_hash: bool) -> (Vec<Stri
 
 /// Encodes the parity for a freshly built tree. `hash_file` is the (possibly temporary) hash file
 /// the tree was written to, already at its final size.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn format_parity(
     f: &FecArgs,
     fec_path: &Path,
@@ -151,6 +152,7 @@ fn clone(f: &File, p: &Path) -> Result<File, CliError> {
 }
 
 /// Verifies with correction. Prints what was corrected; never writes.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn verify_with_fec(
     f: &FecArgs,
     fec_path: &Path,

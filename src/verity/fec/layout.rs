@@ -70,7 +70,7 @@ impl FecLayout {
         if !(MIN_ROOTS..=MAX_ROOTS).contains(&roots) {
             return Err(FecError::Roots(roots));
         }
-        if fec_offset % 512 != 0 {
+        if !fec_offset.is_multiple_of(512) {
             return Err(FecError::OffsetAlign(fec_offset));
         }
         if data_blocks == 0 {
