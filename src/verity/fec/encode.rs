@@ -4,7 +4,7 @@
 //! rayon; memory is a few runs' buffers, independent of the image size.
 
 use super::layout::{FecLayout, Origin};
-use super::rs::Code;
+use super::rs::{Code, WideState};
 use super::FecIoError;
 use crate::verity::{BlockSink, BlockSource};
 use rayon::prelude::*;
@@ -77,23 +77,28 @@ where
 {
     let bs = layout.block_size as usize;
     let per_round = layout.round_parity_bytes();
-    let mut state = vec![0u8; rounds * per_round];
+    let mut states: Vec<WideState> = (0..rounds).map(|_| WideState::new(code, bs)).collect();
     let mut buf = vec![0u8; rounds * bs];
+    let zeros = vec![0u8; bs];
     let covered = layout.covered_blocks();
     for j in 0..layout.k() {
         let x0 = layout.block_at(first_round, j);
         if x0 >= covered {
-            for st in state.chunks_exact_mut(per_round) {
-                code.absorb_zero_row(st);
+            for st in &mut states {
+                code.absorb_row_wide(st, &zeros);
             }
             continue;
         }
         read_covered(layout, data, hash, x0, rounds, &mut buf)?;
-        for (st, row) in state.chunks_exact_mut(per_round).zip(buf.chunks_exact(bs)) {
-            code.absorb_row(st, row);
+        for (st, row) in states.iter_mut().zip(buf.chunks_exact(bs)) {
+            code.absorb_row_wide(st, row);
         }
     }
-    Ok(state)
+    let mut out = vec![0u8; rounds * per_round];
+    for (st, o) in states.iter().zip(out.chunks_exact_mut(per_round)) {
+        st.write_parity(o);
+    }
+    Ok(out)
 }
 
 /// Computes the parity of the covered blocks and writes it at `layout.fec_offset` of `sink`.
