@@ -35,7 +35,7 @@ const fn build_log(exp: &[u8; 512]) -> [u8; 256] {
 
 /// alpha^i for i in 0..510 (doubled so sums of two logs need no reduction).
 pub static EXP: [u8; 512] = build_exp();
-/// log_alpha(x) for x != 0; LOG[0] is meaningless.
+/// log_alpha(x) for x != 0; `LOG[0]` is meaningless.
 pub static LOG: [u8; 256] = build_log(&build_exp());
 
 const fn build_mul() -> [[u8; 256]; 256] {
