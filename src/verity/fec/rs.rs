@@ -297,6 +297,17 @@ fn absorb_wide<const R: usize>(gen: &[u8], state: &mut WideState, row: &[u8]) {
     let doublings = 8 - top.leading_zeros() as usize;
     let w = state.words;
     let st = &mut state.rows;
+    if R == 2 && coef[..] == [3, 2] {
+        // g(x) = x^2 + 3x + 2, the default: straight-line code the compiler can vectorize.
+        let (s0, s1) = st.split_at_mut(w);
+        for ((a, b), m) in s0.iter_mut().zip(s1.iter_mut()).zip(row.chunks_exact(8)) {
+            let f = u64::from_le_bytes(m.try_into().expect("8 bytes")) ^ *a;
+            let f2 = double_lanes(f);
+            *a = *b ^ f2 ^ f;
+            *b = f2;
+        }
+        return;
+    }
     for (t, m) in row.chunks_exact(8).enumerate() {
         let m = u64::from_le_bytes(m.try_into().expect("8 bytes"));
         let mut pw = [0u64; 8];
