@@ -1,1 +1,2 @@
 //! sysext/confext merges: discovery, the pure planner, applying overlays through `sys`, markers, status.
+pub mod version;
