@@ -1,2 +1,3 @@
 //! sysext/confext merges: discovery, the pure planner, applying overlays through `sys`, markers, status.
 pub mod version;
+pub mod plan;
