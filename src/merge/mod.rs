@@ -1,3 +1,4 @@
 //! sysext/confext merges: discovery, the pure planner, applying overlays through `sys`, markers, status.
 pub mod version;
 pub mod plan;
+pub mod release;
