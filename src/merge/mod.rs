@@ -2,3 +2,4 @@
 pub mod version;
 pub mod plan;
 pub mod release;
+pub mod pipeline;

@@ -1,0 +1,473 @@
+//! The per-image pipeline (DESIGN.md section 2), reusable by soft-reboot and the boot hook:
+//! open once by fd -> dissect -> signature + policy -> integrity activation -> read-only mount ->
+//! extension-release check -> measure. [`admit_image`] returns an [`Admitted`] image that is
+//! mounted read-only in the workspace and held open, and whose token is a
+//! `Measured<Verified<ImageInfo>>`: nothing else can reach the overlay.
+//!
+//! Until the image module's dissect/verify lands, this file carries the two verification paths it
+//! can decide itself: directory trees (accepted only if the image policy allows `unprotected`) and
+//! bare file systems with sidecar verity data (`NAME.roothash` + `NAME.verity`, accepted unsigned
+//! only if the policy allows plain `verity`), verified in userspace into a sealed memfd.
+
+use super::plan::{release_name, Class};
+use super::release::{self, Fields};
+use crate::gate::{Measured, Verified};
+use crate::io::FileSource;
+use crate::sys::loopdev::{self, LoopDevice};
+use crate::sys::memfd::{MemfdWriter, SealedMemfd};
+use crate::sys::mount::{self, Attrs, FsOption};
+use crate::verity::verify::{verify_image, VerifyOptions};
+use crate::verity::{Geometry, Superblock};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// How verified images are activated (`--integrity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrity {
+    /// A read-only dm-verity table (needs `/dev/mapper/control` and a [`DmActivator`]).
+    Kernel,
+    /// Verify the whole image into a sealed memfd and loop-mount that.
+    Userspace,
+    /// Kernel when `/dev/mapper/control` exists and an activator is available, else userspace.
+    Auto,
+}
+
+/// Kernel dm-verity activation, implemented in `sys::dm` (VM issue). Returns the mapped device.
+pub trait DmActivator {
+    /// Loads a read-only verity table over `data`/`hash` with `root_hash`; returns `/dev/mapper/..`.
+    fn activate(&self, name: &str, data: &File, hash: &File, root_hash: &str) -> Result<PathBuf, String>;
+}
+
+/// What kind of image a search-path entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    /// A plain directory tree.
+    Directory,
+    /// A regular `.raw` file.
+    Raw,
+    /// A block device.
+    Block,
+}
+
+/// Everything needed to admit images of one class.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// sysext or confext.
+    pub class: Class,
+    /// The tree operated on (`--root`).
+    pub root: PathBuf,
+    /// systemd image-policy string; `None` = signed images only.
+    pub image_policy: Option<String>,
+    /// Activation mode.
+    pub integrity: Integrity,
+    /// PCR to extend.
+    pub pcr: u32,
+    /// Skip the extension-release check (`--force`).
+    pub force: bool,
+    /// Running in the initrd (changes the required scope).
+    pub in_initrd: bool,
+    /// Host os-release fields.
+    pub host: Fields,
+    /// systemd architecture id of the running kernel.
+    pub arch: String,
+    /// A private directory where admitted images are mounted (`<workspace>/<name>`).
+    pub workspace: PathBuf,
+}
+
+/// The pipeline step that refused an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// Opening or reading the image.
+    Open,
+    /// Working out what the image is.
+    Dissect,
+    /// Signature verification.
+    Signature,
+    /// The image policy.
+    Policy,
+    /// dm-verity or userspace verification of the data.
+    Integrity,
+    /// The read-only mount.
+    Mount,
+    /// extension-release compatibility.
+    Release,
+    /// PCR extend or event-log append.
+    Measure,
+}
+
+/// One image that was not admitted: which, at which check, why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageFailure {
+    /// Image name.
+    pub name: String,
+    /// Where it was found.
+    pub path: PathBuf,
+    /// The step that refused it.
+    pub check: Check,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for ImageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {:?} check failed: {}",
+            self.name,
+            self.path.display(),
+            self.check,
+            self.reason
+        )
+    }
+}
+
+/// What the verification established about an image; wrapped in the proof tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Image name.
+    pub name: String,
+    /// Class it is admitted as.
+    pub class: Class,
+    /// Directory, raw or block.
+    pub kind: ImageKind,
+    /// Where it was found.
+    pub path: PathBuf,
+    /// Lower-case hex root hash, if the image has a verity tree.
+    pub root_hash: Option<String>,
+    /// Lower-case hex SHA-256 of the signer certificate, if signed.
+    pub signer: Option<String>,
+    /// How it was protected: `unprotected`, `verity` or `signed`.
+    pub protection: String,
+}
+
+impl ImageInfo {
+    /// The event string of DESIGN.md section 5: `<class>:<name>:<root-hash>:<signer>`.
+    pub fn event_string(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.class.as_str(),
+            self.name,
+            self.root_hash.as_deref().unwrap_or("unprotected"),
+            self.signer.as_deref().unwrap_or("unsigned")
+        )
+    }
+}
+
+/// Records an admitted image in the TPM and the event log. The real implementation wraps
+/// `measure::measure`; it must extend and append before returning the token.
+pub trait Measurer {
+    /// Measures one verified image into `pcr`.
+    fn measure(&mut self, v: Verified<ImageInfo>, pcr: u32) -> Result<Measured<Verified<ImageInfo>>, String>;
+}
+
+/// What keeps an admitted image's backing alive until its mount is in the overlay.
+#[derive(Debug)]
+enum Backing {
+    None,
+    Memfd(#[allow(dead_code)] SealedMemfd, #[allow(dead_code)] LoopDevice),
+}
+
+/// An image that passed every check, mounted read-only at [`Admitted::mount_path`].
+#[derive(Debug)]
+pub struct Admitted {
+    token: Measured<Verified<ImageInfo>>,
+    mount_path: PathBuf,
+    _backing: Backing,
+}
+
+impl Admitted {
+    /// The proof that it was verified and measured.
+    pub fn token(&self) -> &Measured<Verified<ImageInfo>> {
+        &self.token
+    }
+
+    /// What was admitted.
+    pub fn info(&self) -> &ImageInfo {
+        self.token.get().get()
+    }
+
+    /// Where its tree is mounted (read-only) in the workspace.
+    pub fn mount_path(&self) -> &Path {
+        &self.mount_path
+    }
+
+    /// Hierarchies (e.g. `/usr`) in which this image has a non-empty directory.
+    pub fn provides(&self) -> Vec<String> {
+        self.info()
+            .class
+            .hierarchies()
+            .iter()
+            .filter(|h| {
+                std::fs::read_dir(self.mount_path.join(h.trim_start_matches('/')))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            })
+            .map(|h| h.to_string())
+            .collect()
+    }
+}
+
+/// Does the systemd image-policy string allow `flag` (`unprotected`, `verity`, `signed`) for the
+/// partitions an extension uses (`root`, `usr`, or the `=` default)? No policy = signed only.
+pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
+    let Some(p) = policy else { return flag == "signed" };
+    match p.trim() {
+        "*" => return true,
+        "-" | "~" => return false,
+        _ => {}
+    }
+    p.split(':').any(|part| {
+        let (who, flags) = part.split_once('=').unwrap_or(("", part));
+        matches!(who, "" | "root" | "usr")
+            && flags.split('+').any(|f| f == flag || f == "open")
+    })
+}
+
+fn fail(name: &str, path: &Path, check: Check, reason: impl fmt::Display) -> ImageFailure {
+    ImageFailure {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        check,
+        reason: reason.to_string(),
+    }
+}
+
+/// Runs one image through the whole pipeline. On success it is mounted read-only at
+/// `<workspace>/<name>` and measured; on failure nothing of it stays mounted.
+pub fn admit_image(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    measurer: &mut dyn Measurer,
+    dm: Option<&dyn DmActivator>,
+) -> Result<Admitted, ImageFailure> {
+    let target = cfg.workspace.join(name);
+    std::fs::create_dir_all(&target).map_err(|e| fail(name, path, Check::Mount, format!("{}: {e}", target.display())))?;
+    let (verified, backing) = match kind {
+        ImageKind::Directory => {
+            if !policy_allows(cfg.image_policy.as_deref(), "unprotected") {
+                return Err(fail(
+                    name,
+                    path,
+                    Check::Policy,
+                    "directory extensions are unprotected; the image policy does not allow unprotected images",
+                ));
+            }
+            let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::set_attrs(&m, Attrs { rdonly: true, nodev: true, nosuid: true, noexec: false }, true)
+                .map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
+            let info = ImageInfo {
+                name: name.into(),
+                class: cfg.class,
+                kind,
+                path: path.into(),
+                root_hash: None,
+                signer: None,
+                protection: "unprotected".into(),
+            };
+            // The policy explicitly allows unprotected trees: that decision is this image's check.
+            (Verified::mint(info), Backing::None)
+        }
+        ImageKind::Raw | ImageKind::Block => {
+            let (info, backing) = admit_sidecar(name, path, kind, cfg, dm, &target)?;
+            (info, backing)
+        }
+    };
+    let undo = |f: ImageFailure| {
+        let _ = mount::detach(&target);
+        f
+    };
+    if !cfg.force {
+        check_release(name, &target, cfg).map_err(|r| undo(fail(name, path, Check::Release, r)))?;
+    }
+    let token = measurer
+        .measure(verified, cfg.pcr)
+        .map_err(|r| undo(fail(name, path, Check::Measure, r)))?;
+    Ok(Admitted {
+        token,
+        mount_path: target,
+        _backing: backing,
+    })
+}
+
+fn sidecar(path: &Path, ext: &str) -> PathBuf {
+    let s = path.to_string_lossy();
+    let base = s.strip_suffix(".raw").unwrap_or(&s);
+    PathBuf::from(format!("{base}.{ext}"))
+}
+
+/// Bare file system + sidecar verity data, verified in userspace into a sealed memfd.
+fn admit_sidecar(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+    target: &Path,
+) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
+    let f = |c, r: String| fail(name, path, c, r);
+    let data = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
+    let rh_path = sidecar(path, "roothash");
+    let root_hex = std::fs::read_to_string(&rh_path)
+        .map_err(|e| f(Check::Dissect, format!("no usable sidecar {}: {e} (GPT DDIs need the image module)", rh_path.display())))?
+        .trim()
+        .to_ascii_lowercase();
+    let root = crate::hex::decode(&root_hex).map_err(|e| f(Check::Dissect, format!("{}: {e}", rh_path.display())))?;
+    let signed = sidecar(path, "roothash.p7s").exists();
+    if signed {
+        return Err(f(Check::Signature, "signature verification needs the signing module (not merged yet)".into()));
+    }
+    if !policy_allows(cfg.image_policy.as_deref(), "verity") {
+        return Err(f(Check::Policy, "image is verity-protected but unsigned; the image policy requires a signature".into()));
+    }
+    let vpath = sidecar(path, "verity");
+    let hash_file = File::open(&vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
+    let hash = FileSource::from_file(hash_file, &vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
+    let mut sb = [0u8; 512];
+    crate::verity::BlockSource::read_at(&hash, &mut sb, 0)
+        .map_err(|e| f(Check::Dissect, format!("{}: superblock: {e}", vpath.display())))?;
+    let sb = Superblock::parse(&sb).map_err(|e| f(Check::Dissect, format!("{}: {e}", vpath.display())))?;
+    let params = sb.params();
+    let start = crate::verity::geometry::hash_start_block(0, params.hash_block_size, true)
+        .map_err(|e| f(Check::Dissect, e.to_string()))?;
+    let geom = Geometry::new(params, start).map_err(|e| f(Check::Dissect, e.to_string()))?;
+    let use_kernel = match cfg.integrity {
+        Integrity::Kernel => true,
+        Integrity::Userspace => false,
+        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
+    };
+    if use_kernel {
+        let Some(dm) = dm else {
+            return Err(f(Check::Integrity, "kernel dm-verity activation is not available in this build".into()));
+        };
+        let _ = dm;
+        return Err(f(Check::Integrity, "kernel dm-verity activation is not wired yet".into()));
+    }
+    let src = FileSource::from_file(data, path).map_err(|e| f(Check::Open, e.to_string()))?;
+    let size = geom.data_size();
+    let mut w = MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
+    w.copy_from(&src, 0, size).map_err(|e| f(Check::Open, format!("read: {e}")))?;
+    let sealed = w.seal().map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
+    // Verify the sealed copy: these exact bytes are what the loop device will serve.
+    let report = verify_image(&geom, &sealed, &hash, &root, VerifyOptions { stop_at_first: true }, &|_| {})
+        .map_err(|e| f(Check::Integrity, e.to_string()))?;
+    if let Some(b) = report.bad.first() {
+        return Err(f(Check::Integrity, b.to_string()));
+    }
+    if !report.is_ok() {
+        return Err(f(Check::Integrity, "hash tree could not be verified".into()));
+    }
+    let fstype = detect_fs(&sealed).ok_or_else(|| f(Check::Dissect, "not an erofs, squashfs or ext4 file system".into()))?;
+    let lo = loopdev::attach_readonly(sealed.fd(), 0, size).map_err(|e| f(Check::Mount, e.to_string()))?;
+    let dev = lo.path().to_string_lossy().into_owned();
+    let m = mount::new_fs(
+        fstype,
+        &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
+        Attrs { rdonly: true, nodev: true, nosuid: true, noexec: false },
+    )
+    .map_err(|e| f(Check::Mount, e.to_string()))?;
+    mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
+    let info = ImageInfo {
+        name: name.into(),
+        class: cfg.class,
+        kind,
+        path: path.into(),
+        root_hash: Some(root_hex),
+        signer: None,
+        protection: "verity".into(),
+    };
+    // Every data block of the sealed copy matched the tree under the given root, and the policy
+    // allows unsigned verity images.
+    Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
+}
+
+/// File-system type by magic number.
+fn detect_fs(src: &SealedMemfd) -> Option<&'static str> {
+    use crate::verity::BlockSource;
+    let mut b = [0u8; 2048];
+    src.read_at(&mut b, 0).ok()?;
+    if &b[0..4] == b"hsqs" {
+        Some("squashfs")
+    } else if b[1024..1028] == [0xe2, 0xe1, 0xf5, 0xe0] {
+        Some("erofs")
+    } else if b[1080..1082] == [0x53, 0xef] {
+        Some("ext4")
+    } else {
+        None
+    }
+}
+
+/// Finds and checks the image's extension-release file under its mount.
+fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), String> {
+    let dir = mnt.join(cfg.class.release_dir());
+    let want = dir.join(format!("extension-release.{}", release_name(name)));
+    let text = match std::fs::read_to_string(&want) {
+        Ok(t) => t,
+        Err(_) => {
+            // systemd's fallback: a differently named file only with user.extension-release.strict=0.
+            let mut found = Vec::new();
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with("extension-release.") && e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                        let mut buf = [0u8; 16];
+                        let strict_false = match rustix::fs::getxattr(&e.path(), "user.extension-release.strict", &mut buf[..]) {
+                            Ok(n) => matches!(std::str::from_utf8(&buf[..n]).unwrap_or("").trim_end_matches('\0'), "0" | "no" | "false" | "n" | "off"),
+                            Err(_) => false,
+                        };
+                        if strict_false {
+                            found.push(e.path());
+                        }
+                    }
+                }
+            }
+            match found.len() {
+                0 => return Err(format!("no extension-release.{} in {}", release_name(name), cfg.class.release_dir())),
+                1 => std::fs::read_to_string(&found[0]).map_err(|e| format!("{}: {e}", found[0].display()))?,
+                _ => return Err("more than one acceptable extension-release file (ENOTUNIQ)".into()),
+            }
+        }
+    };
+    if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
+        return Err("image ships usr/lib/os-release, which would replace the host's identity".into());
+    }
+    let fields = release::parse_os_release(&text);
+    release::validate(cfg.class, &cfg.host, &fields, &cfg.arch, cfg.in_initrd).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_flags() {
+        assert!(policy_allows(None, "signed"));
+        assert!(!policy_allows(None, "unprotected"));
+        assert!(policy_allows(Some("root=verity+signed:usr=unprotected"), "unprotected"));
+        assert!(!policy_allows(Some("root=signed:usr=signed"), "verity"));
+        assert!(policy_allows(Some("=verity+signed"), "verity"));
+        assert!(policy_allows(Some("*"), "unprotected"));
+        assert!(!policy_allows(Some("~"), "signed"));
+        assert!(!policy_allows(Some("home=unprotected"), "unprotected"));
+    }
+
+    #[test]
+    fn event_string_format() {
+        let i = ImageInfo {
+            name: "foo".into(),
+            class: Class::Confext,
+            kind: ImageKind::Raw,
+            path: "/x".into(),
+            root_hash: Some("ab".into()),
+            signer: None,
+            protection: "verity".into(),
+        };
+        assert_eq!(i.event_string(), "confext:foo:ab:unsigned");
+    }
+}
