@@ -3,3 +3,6 @@ pub mod version;
 pub mod plan;
 pub mod release;
 pub mod pipeline;
+pub mod discover;
+pub mod status;
+pub mod apply;

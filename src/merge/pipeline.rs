@@ -236,6 +236,42 @@ fn fail(name: &str, path: &Path, check: Check, reason: impl fmt::Display) -> Ima
     }
 }
 
+/// An image that passed every check up to (not including) measurement, mounted read-only.
+#[derive(Debug)]
+pub struct Prepared {
+    verified: Verified<ImageInfo>,
+    mount_path: PathBuf,
+    backing: Backing,
+}
+
+impl Prepared {
+    /// What was verified.
+    pub fn info(&self) -> &ImageInfo {
+        self.verified.get()
+    }
+
+    /// Measures it; on failure its mount is removed and it is not admitted.
+    pub fn measure(self, pcr: u32, measurer: &mut dyn Measurer) -> Result<Admitted, ImageFailure> {
+        let (name, path) = (self.info().name.clone(), self.info().path.clone());
+        match measurer.measure(self.verified, pcr) {
+            Ok(token) => Ok(Admitted {
+                token,
+                mount_path: self.mount_path,
+                _backing: self.backing,
+            }),
+            Err(r) => {
+                let _ = mount::detach(&self.mount_path);
+                Err(fail(&name, &path, Check::Measure, r))
+            }
+        }
+    }
+
+    /// Gives up on the image (e.g. `--strict` after another image failed): unmounts it.
+    pub fn discard(self) {
+        let _ = mount::detach(&self.mount_path);
+    }
+}
+
 /// Runs one image through the whole pipeline. On success it is mounted read-only at
 /// `<workspace>/<name>` and measured; on failure nothing of it stays mounted.
 pub fn admit_image(
@@ -246,6 +282,17 @@ pub fn admit_image(
     measurer: &mut dyn Measurer,
     dm: Option<&dyn DmActivator>,
 ) -> Result<Admitted, ImageFailure> {
+    prepare_image(name, path, kind, cfg, dm)?.measure(cfg.pcr, measurer)
+}
+
+/// Every step but measurement: open, verify, activate, mount read-only, check extension-release.
+pub fn prepare_image(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+) -> Result<Prepared, ImageFailure> {
     let target = cfg.workspace.join(name);
     std::fs::create_dir_all(&target).map_err(|e| fail(name, path, Check::Mount, format!("{}: {e}", target.display())))?;
     let (verified, backing) = match kind {
@@ -274,25 +321,18 @@ pub fn admit_image(
             // The policy explicitly allows unprotected trees: that decision is this image's check.
             (Verified::mint(info), Backing::None)
         }
-        ImageKind::Raw | ImageKind::Block => {
-            let (info, backing) = admit_sidecar(name, path, kind, cfg, dm, &target)?;
-            (info, backing)
-        }
-    };
-    let undo = |f: ImageFailure| {
-        let _ = mount::detach(&target);
-        f
+        ImageKind::Raw | ImageKind::Block => admit_sidecar(name, path, kind, cfg, dm, &target)?,
     };
     if !cfg.force {
-        check_release(name, &target, cfg).map_err(|r| undo(fail(name, path, Check::Release, r)))?;
+        if let Err(r) = check_release(name, &target, cfg) {
+            let _ = mount::detach(&target);
+            return Err(fail(name, path, Check::Release, r));
+        }
     }
-    let token = measurer
-        .measure(verified, cfg.pcr)
-        .map_err(|r| undo(fail(name, path, Check::Measure, r)))?;
-    Ok(Admitted {
-        token,
+    Ok(Prepared {
+        verified,
         mount_path: target,
-        _backing: backing,
+        backing,
     })
 }
 
