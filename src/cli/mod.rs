@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
 mod dmverity;
+mod ext;
 mod progress;
 
 /// What went wrong, and so which exit code.
@@ -67,6 +68,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
+    #[command(flatten)]
+    Ext(ext::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -119,6 +122,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Ext(c) => ext::run(c),
     };
     match res {
         Ok(()) => 0,

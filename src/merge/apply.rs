@@ -210,13 +210,16 @@ pub fn apply(root: &Path, plan: &Plan, admitted: &[Admitted], ws: &Workspace, re
         if !h.exists() {
             std::fs::create_dir_all(&h).map_err(io(&h))?;
         }
+        // The bottom layer is the host's own hierarchy, left out when missing or empty; under an
+        // old overlay (refresh) it is looked at through a copy with our overlays peeled off.
         let host = if !hp.layers.contains(&Layer::Host) {
             None
         } else if refresh && is_ours(&h, class) {
             Some(host_view(ws, &h, class, tag)?)
         } else {
             Some(h.clone())
-        };
+        }
+        .filter(|p| std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false));
         let m = build_overlay(ws, root, class, hp, &list, admitted, host, tag)?;
         built.push((h, m));
     }

@@ -6,3 +6,4 @@ pub mod pipeline;
 pub mod discover;
 pub mod status;
 pub mod apply;
+pub mod engine;
