@@ -140,7 +140,9 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
         eprintln!("verity: note: --trust is accepted but signed images need the signing module, not merged yet");
     }
     let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if a.dangerous_no_tpm {
-        eprintln!("verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR");
+        eprintln!(
+            "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR"
+        );
         Box::new(NoTpm {
             event_log: Some(a.event_log.clone()),
         })
@@ -166,7 +168,10 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
             if a.common.json {
                 print_json(&serde_json::json!({ "merged": [], "skipped": fails, "strict": true }))?;
             }
-            return Err(failed(format!("--strict: {} image(s) failed, nothing merged", fails.len())));
+            return Err(failed(format!(
+                "--strict: {} image(s) failed, nothing merged",
+                fails.len()
+            )));
         }
         Err(e @ MergeError::AlreadyMerged(_)) => return Err(op_err(e)),
         Err(e) => return Err(op_err(e)),
@@ -181,7 +186,13 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
         print_json(&out)?;
     } else {
         for m in &out.merged {
-            println!("merged {} ({}, {}) pcr {}", m.info.name, m.info.path.display(), m.info.protection, m.measurement.pcr);
+            println!(
+                "merged {} ({}, {}) pcr {}",
+                m.info.name,
+                m.info.path.display(),
+                m.info.protection,
+                m.measurement.pcr
+            );
         }
         for h in &out.apply.merged {
             println!("{} {h}", if refresh { "refreshed" } else { "mounted" });
@@ -228,21 +239,38 @@ fn run_class(class: Class, verb: Verb) -> CliResult {
             }
             println!("{:<24} {:<24} SINCE", "HIERARCHY", "EXTENSIONS");
             for s in st {
-                let ext = if s.merged { s.extensions.join(", ") } else { "none".to_string() };
+                let ext = if s.merged {
+                    s.extensions.join(", ")
+                } else {
+                    "none".to_string()
+                };
                 let since = s.since.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
                 println!("{:<24} {:<24} {since}", s.hierarchy, ext);
             }
             Ok(())
         }
         Verb::List(c) => {
-            let cands = crate::merge::discover::discover(&c.root, class, crate::merge::discover::in_initrd(&c.root));
+            let cands = crate::merge::discover::discover(
+                &c.root,
+                class,
+                crate::merge::discover::in_initrd(&c.root),
+            );
             if c.json {
                 return print_json(&cands);
             }
             println!("{:<20} {:<10} {:<40} MTIME", "NAME", "TYPE", "PATH");
             for x in cands {
-                let kind = serde_json::to_value(x.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                println!("{:<20} {:<10} {:<40} {}", x.name, kind, x.path.display(), x.mtime);
+                let kind = serde_json::to_value(x.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                println!(
+                    "{:<20} {:<10} {:<40} {}",
+                    x.name,
+                    kind,
+                    x.path.display(),
+                    x.mtime
+                );
             }
             Ok(())
         }

@@ -49,7 +49,15 @@ impl Workspace {
     pub fn create(base: &Path) -> Result<Self, ApplyError> {
         let dir = base.join(format!("merge-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let m = mount::new_fs("tmpfs", &[FsOption::Str("mode", "0700")], Attrs { nodev: true, nosuid: true, ..Attrs::default() })?;
+        let m = mount::new_fs(
+            "tmpfs",
+            &[FsOption::Str("mode", "0700")],
+            Attrs {
+                nodev: true,
+                nosuid: true,
+                ..Attrs::default()
+            },
+        )?;
         mount::attach(m, &dir)?;
         let ws = Self { dir };
         mount::make_private(&ws.dir)?;
@@ -99,7 +107,15 @@ fn move_aside(ws: &Workspace, h: &Path, tag: usize) -> Vec<(PathBuf, PathBuf)> {
             continue;
         }
         let src = PathBuf::from(s);
-        if rustix::mount::move_mount(rustix::fs::CWD, &src, rustix::fs::CWD, &aside, rustix::mount::MoveMountFlags::empty()).is_ok() {
+        if rustix::mount::move_mount(
+            rustix::fs::CWD,
+            &src,
+            rustix::fs::CWD,
+            &aside,
+            rustix::mount::MoveMountFlags::empty(),
+        )
+        .is_ok()
+        {
             out.push((src, aside));
         }
     }
@@ -108,8 +124,17 @@ fn move_aside(ws: &Workspace, h: &Path, tag: usize) -> Vec<(PathBuf, PathBuf)> {
 
 fn move_back(moved: Vec<(PathBuf, PathBuf)>, warnings: &mut Vec<String>) {
     for (orig, aside) in moved {
-        if let Err(e) = rustix::mount::move_mount(rustix::fs::CWD, &aside, rustix::fs::CWD, &orig, rustix::mount::MoveMountFlags::empty()) {
-            warnings.push(format!("could not put submount {} back: {e}", orig.display()));
+        if let Err(e) = rustix::mount::move_mount(
+            rustix::fs::CWD,
+            &aside,
+            rustix::fs::CWD,
+            &orig,
+            rustix::mount::MoveMountFlags::empty(),
+        ) {
+            warnings.push(format!(
+                "could not put submount {} back: {e}",
+                orig.display()
+            ));
         }
     }
 }
@@ -148,7 +173,8 @@ fn build_overlay(
     std::fs::write(&lp, list).map_err(io(&lp))?;
     // The overlay root takes mode and owner from its top layer: copy the host hierarchy's.
     if let Ok(md) = std::fs::metadata(&h) {
-        let _ = std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(md.mode() & 0o7777));
+        let _ =
+            std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(md.mode() & 0o7777));
         let _ = std::os::unix::fs::chown(&meta, Some(md.uid()), Some(md.gid()));
     } else {
         let _ = std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755));
@@ -179,29 +205,66 @@ fn build_overlay(
         lowers.push(empty.to_string_lossy().into_owned());
     }
     let f = hp.flags;
-    let m = mount::new_fs(
-        "overlay",
-        &[FsOption::Str("source", class.as_str()), FsOption::Str("lowerdir", &lowerdir(&lowers))],
-        Attrs {
-            rdonly: f.rdonly,
-            nodev: f.nodev,
-            nosuid: f.nosuid,
-            noexec: f.noexec,
-        },
-    )?;
+    let attrs = Attrs {
+        rdonly: f.rdonly,
+        nodev: f.nodev,
+        nosuid: f.nosuid,
+        noexec: f.noexec,
+    };
+    let m = overlay(ws, class, &lowers, attrs, tag)?;
     let st = rustix::fs::fstat(m.fd()).map_err(|e| ApplyError::Io {
         path: h.clone(),
         source: e.into(),
     })?;
-    let dev = format!("{}:{}\n", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let dev = format!(
+        "{}:{}\n",
+        rustix::fs::major(st.st_dev),
+        rustix::fs::minor(st.st_dev)
+    );
     let dp = marker.join("dev");
     std::fs::write(&dp, dev).map_err(io(&dp))?;
     Ok(m)
 }
 
+/// A detached read-only overlay over `lowers` (top first). Layers go in one by one as descriptors
+/// (`lowerdir+`, Linux 6.13+: no path length limit, no re-lookup); older kernels get the
+/// monolithic option string through mount(2), since fsconfig caps strings at 256 bytes.
+fn overlay(
+    ws: &Workspace,
+    class: Class,
+    lowers: &[String],
+    attrs: Attrs,
+    tag: usize,
+) -> Result<DetachedMount, ApplyError> {
+    let fds = lowers
+        .iter()
+        .map(|l| mount::open_path(Path::new(l)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut opts = vec![FsOption::Str("source", class.as_str())];
+    opts.extend(
+        fds.iter()
+            .map(|fd| FsOption::Fd("lowerdir+", rustix::fd::AsFd::as_fd(fd))),
+    );
+    match mount::new_fs("overlay", &opts, attrs) {
+        Ok(m) => Ok(m),
+        Err(e) if e.errno == rustix::io::Errno::INVAL || e.errno.raw_os_error() == 519 /* ENOPARAM */ => {
+            let at = ws.dir.join("meta").join(format!("{tag}-ovl"));
+            std::fs::create_dir_all(&at).map_err(io(&at))?;
+            Ok(mount::legacy_new_fs("overlay", class.as_str(), &format!("lowerdir={}", lowerdir(lowers)), &at, attrs)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Merges (or, with `refresh`, replaces) the overlays of `plan`. Everything is built detached
 /// first; if building any overlay fails, nothing has changed.
-pub fn apply(root: &Path, plan: &Plan, admitted: &[Admitted], ws: &Workspace, refresh: bool) -> Result<ApplyReport, ApplyError> {
+pub fn apply(
+    root: &Path,
+    plan: &Plan,
+    admitted: &[Admitted],
+    ws: &Workspace,
+    refresh: bool,
+) -> Result<ApplyReport, ApplyError> {
     let class = plan.class;
     let list = plan.marker_list_contents();
     let mut built = Vec::new();
@@ -219,7 +282,11 @@ pub fn apply(root: &Path, plan: &Plan, admitted: &[Admitted], ws: &Workspace, re
         } else {
             Some(h.clone())
         }
-        .filter(|p| std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false));
+        .filter(|p| {
+            std::fs::read_dir(p)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        });
         let m = build_overlay(ws, root, class, hp, &list, admitted, host, tag)?;
         built.push((h, m));
     }
@@ -238,9 +305,10 @@ pub fn apply(root: &Path, plan: &Plan, admitted: &[Admitted], ws: &Workspace, re
                 mount::attach_beneath(&m, &h).and_then(|()| mount::detach(&h))
             } else {
                 report.atomic = false;
-                report
-                    .warnings
-                    .push(format!("kernel lacks MOVE_MOUNT_BENEATH: {} briefly unmerged during refresh", h.display()));
+                report.warnings.push(format!(
+                    "kernel lacks MOVE_MOUNT_BENEATH: {} briefly unmerged during refresh",
+                    h.display()
+                ));
                 let mut r = Ok(());
                 while is_ours(&h, class) {
                     if let Err(e) = mount::detach(&h) {
@@ -277,7 +345,12 @@ pub fn apply(root: &Path, plan: &Plan, admitted: &[Admitted], ws: &Workspace, re
     Ok(report)
 }
 
-fn unmerge_one(ws: &Workspace, h: &Path, class: Class, warnings: &mut Vec<String>) -> Result<(), ApplyError> {
+fn unmerge_one(
+    ws: &Workspace,
+    h: &Path,
+    class: Class,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApplyError> {
     let moved = move_aside(ws, h, 1000);
     let mut res = Ok(());
     while is_ours(h, class) {
@@ -292,7 +365,11 @@ fn unmerge_one(ws: &Workspace, h: &Path, class: Class, warnings: &mut Vec<String
 
 /// Removes our overlays (all stacked ones) from every hierarchy of `class`, keeping unrelated
 /// submounts. Returns the hierarchies that were unmerged; none is not an error.
-pub fn unmerge(root: &Path, class: Class, ws: &Workspace) -> Result<(Vec<String>, Vec<String>), ApplyError> {
+pub fn unmerge(
+    root: &Path,
+    class: Class,
+    ws: &Workspace,
+) -> Result<(Vec<String>, Vec<String>), ApplyError> {
     let mut done = Vec::new();
     let mut warnings = Vec::new();
     for hier in class.hierarchies() {

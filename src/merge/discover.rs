@@ -32,14 +32,18 @@ pub fn discover(root: &Path, class: Class, in_initrd: bool) -> Vec<Candidate> {
     let mut found: BTreeMap<String, Candidate> = BTreeMap::new();
     for dir in class.search_paths(in_initrd) {
         let d = root.join(dir.trim_start_matches('/'));
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut entries: Vec<_> = rd.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let fname = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
             // Symlinks are followed (search paths are meant for links to images elsewhere).
-            let Ok(md) = std::fs::metadata(&path) else { continue };
+            let Ok(md) = std::fs::metadata(&path) else {
+                continue;
+            };
             let ft = md.file_type();
             let (kind, is_dir) = if ft.is_dir() {
                 (ImageKind::Directory, true)
@@ -51,7 +55,8 @@ pub fn discover(root: &Path, class: Class, in_initrd: bool) -> Vec<Candidate> {
                 continue;
             };
             let name = if kind == ImageKind::Block {
-                image_name(&fname, false, class).or_else(|| image_name(&format!("{fname}.raw"), false, class))
+                image_name(&fname, false, class)
+                    .or_else(|| image_name(&format!("{fname}.raw"), false, class))
             } else {
                 image_name(&fname, is_dir, class)
             };
@@ -75,7 +80,12 @@ mod tests {
     fn first_search_path_wins_and_other_files_are_skipped() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
-        for d in ["etc/extensions/foo", "var/lib/extensions/foo", "var/lib/extensions/bar", "run/extensions"] {
+        for d in [
+            "etc/extensions/foo",
+            "var/lib/extensions/foo",
+            "var/lib/extensions/bar",
+            "run/extensions",
+        ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         std::fs::write(r.join("run/extensions/baz.sysext.raw"), b"x").unwrap();

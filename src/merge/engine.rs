@@ -4,7 +4,9 @@
 
 use super::apply::{self, ApplyError, ApplyReport, Workspace};
 use super::discover::{discover, in_initrd, Candidate};
-use super::pipeline::{prepare_image, Admitted, DmActivator, ImageFailure, ImageInfo, Measurer, PipelineConfig};
+use super::pipeline::{
+    prepare_image, Admitted, DmActivator, ImageFailure, ImageInfo, Measurer, PipelineConfig,
+};
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
 use crate::gate::{Measured, MeasurementRecord, Verified};
@@ -120,9 +122,19 @@ pub fn merge(
     // Under an old overlay the host's emptiness is only visible to apply (through a peeled copy).
     let host_has = |h: &str| {
         let p = host_path(root, h);
-        is_ours(&p, class) || std::fs::read_dir(&p).map(|mut d| d.next().is_some()).unwrap_or(false)
+        is_ours(&p, class)
+            || std::fs::read_dir(&p)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
     };
-    let p = plan(class, &inputs, &host_has, PlanOptions { noexec: opts.noexec });
+    let p = plan(
+        class,
+        &inputs,
+        &host_has,
+        PlanOptions {
+            noexec: opts.noexec,
+        },
+    );
     let report = if p.hierarchies.is_empty() && refresh {
         // Nothing usable: refresh degrades to unmerge, like systemd.
         let (unmerged, warnings) = apply::unmerge(root, class, &ws)?;
@@ -150,8 +162,15 @@ pub fn merge(
 }
 
 /// `unmerge`: removes our overlays; returns (unmerged hierarchies, warnings).
-pub fn unmerge(root: &Path, class: super::plan::Class, workspace_base: &Path) -> Result<(Vec<String>, Vec<String>), MergeError> {
-    let any = class.hierarchies().iter().any(|h| is_ours(&host_path(root, h), class));
+pub fn unmerge(
+    root: &Path,
+    class: super::plan::Class,
+    workspace_base: &Path,
+) -> Result<(Vec<String>, Vec<String>), MergeError> {
+    let any = class
+        .hierarchies()
+        .iter()
+        .any(|h| is_ours(&host_path(root, h), class));
     if !any {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -168,7 +187,11 @@ pub struct NoTpm {
 }
 
 impl Measurer for NoTpm {
-    fn measure(&mut self, v: Verified<ImageInfo>, pcr: u32) -> Result<Measured<Verified<ImageInfo>>, String> {
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String> {
         let event = v.get().event_string();
         if let Some(p) = &self.event_log {
             use std::io::Write;

@@ -37,7 +37,13 @@ pub enum Integrity {
 /// Kernel dm-verity activation, implemented in `sys::dm` (VM issue). Returns the mapped device.
 pub trait DmActivator {
     /// Loads a read-only verity table over `data`/`hash` with `root_hash`; returns `/dev/mapper/..`.
-    fn activate(&self, name: &str, data: &File, hash: &File, root_hash: &str) -> Result<PathBuf, String>;
+    fn activate(
+        &self,
+        name: &str,
+        data: &File,
+        hash: &File,
+        root_hash: &str,
+    ) -> Result<PathBuf, String>;
 }
 
 /// What kind of image a search-path entry is.
@@ -161,14 +167,21 @@ impl ImageInfo {
 /// `measure::measure`; it must extend and append before returning the token.
 pub trait Measurer {
     /// Measures one verified image into `pcr`.
-    fn measure(&mut self, v: Verified<ImageInfo>, pcr: u32) -> Result<Measured<Verified<ImageInfo>>, String>;
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String>;
 }
 
 /// What keeps an admitted image's backing alive until its mount is in the overlay.
 #[derive(Debug)]
 enum Backing {
     None,
-    Memfd(#[allow(dead_code)] SealedMemfd, #[allow(dead_code)] LoopDevice),
+    Memfd(
+        #[allow(dead_code)] SealedMemfd,
+        #[allow(dead_code)] LoopDevice,
+    ),
 }
 
 /// An image that passed every check, mounted read-only at [`Admitted::mount_path`].
@@ -214,7 +227,9 @@ impl Admitted {
 /// Does the systemd image-policy string allow `flag` (`unprotected`, `verity`, `signed`) for the
 /// partitions an extension uses (`root`, `usr`, or the `=` default)? No policy = signed only.
 pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
-    let Some(p) = policy else { return flag == "signed" };
+    let Some(p) = policy else {
+        return flag == "signed";
+    };
     match p.trim() {
         "*" => return true,
         "-" | "~" => return false,
@@ -222,8 +237,7 @@ pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
     }
     p.split(':').any(|part| {
         let (who, flags) = part.split_once('=').unwrap_or(("", part));
-        matches!(who, "" | "root" | "usr")
-            && flags.split('+').any(|f| f == flag || f == "open")
+        matches!(who, "" | "root" | "usr") && flags.split('+').any(|f| f == flag || f == "open")
     })
 }
 
@@ -294,7 +308,14 @@ pub fn prepare_image(
     dm: Option<&dyn DmActivator>,
 ) -> Result<Prepared, ImageFailure> {
     let target = cfg.workspace.join(name);
-    std::fs::create_dir_all(&target).map_err(|e| fail(name, path, Check::Mount, format!("{}: {e}", target.display())))?;
+    std::fs::create_dir_all(&target).map_err(|e| {
+        fail(
+            name,
+            path,
+            Check::Mount,
+            format!("{}: {e}", target.display()),
+        )
+    })?;
     let (verified, backing) = match kind {
         ImageKind::Directory => {
             if !policy_allows(cfg.image_policy.as_deref(), "unprotected") {
@@ -306,8 +327,17 @@ pub fn prepare_image(
                 ));
             }
             let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
-            mount::set_attrs(&m, Attrs { rdonly: true, nodev: true, nosuid: true, noexec: false }, true)
-                .map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::set_attrs(
+                &m,
+                Attrs {
+                    rdonly: true,
+                    nodev: true,
+                    nosuid: true,
+                    noexec: false,
+                },
+                true,
+            )
+            .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
             let info = ImageInfo {
                 name: name.into(),
@@ -355,24 +385,46 @@ fn admit_sidecar(
     let data = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
     let rh_path = sidecar(path, "roothash");
     let root_hex = std::fs::read_to_string(&rh_path)
-        .map_err(|e| f(Check::Dissect, format!("no usable sidecar {}: {e} (GPT DDIs need the image module)", rh_path.display())))?
+        .map_err(|e| {
+            f(
+                Check::Dissect,
+                format!(
+                    "no usable sidecar {}: {e} (GPT DDIs need the image module)",
+                    rh_path.display()
+                ),
+            )
+        })?
         .trim()
         .to_ascii_lowercase();
-    let root = crate::hex::decode(&root_hex).map_err(|e| f(Check::Dissect, format!("{}: {e}", rh_path.display())))?;
+    let root = crate::hex::decode(&root_hex)
+        .map_err(|e| f(Check::Dissect, format!("{}: {e}", rh_path.display())))?;
     let signed = sidecar(path, "roothash.p7s").exists();
     if signed {
-        return Err(f(Check::Signature, "signature verification needs the signing module (not merged yet)".into()));
+        return Err(f(
+            Check::Signature,
+            "signature verification needs the signing module (not merged yet)".into(),
+        ));
     }
     if !policy_allows(cfg.image_policy.as_deref(), "verity") {
-        return Err(f(Check::Policy, "image is verity-protected but unsigned; the image policy requires a signature".into()));
+        return Err(f(
+            Check::Policy,
+            "image is verity-protected but unsigned; the image policy requires a signature".into(),
+        ));
     }
     let vpath = sidecar(path, "verity");
-    let hash_file = File::open(&vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
-    let hash = FileSource::from_file(hash_file, &vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
+    let hash_file =
+        File::open(&vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
+    let hash = FileSource::from_file(hash_file, &vpath)
+        .map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
     let mut sb = [0u8; 512];
-    crate::verity::BlockSource::read_at(&hash, &mut sb, 0)
-        .map_err(|e| f(Check::Dissect, format!("{}: superblock: {e}", vpath.display())))?;
-    let sb = Superblock::parse(&sb).map_err(|e| f(Check::Dissect, format!("{}: {e}", vpath.display())))?;
+    crate::verity::BlockSource::read_at(&hash, &mut sb, 0).map_err(|e| {
+        f(
+            Check::Dissect,
+            format!("{}: superblock: {e}", vpath.display()),
+        )
+    })?;
+    let sb = Superblock::parse(&sb)
+        .map_err(|e| f(Check::Dissect, format!("{}: {e}", vpath.display())))?;
     let params = sb.params();
     let start = crate::verity::geometry::hash_start_block(0, params.hash_block_size, true)
         .map_err(|e| f(Check::Dissect, e.to_string()))?;
@@ -384,32 +436,65 @@ fn admit_sidecar(
     };
     if use_kernel {
         let Some(dm) = dm else {
-            return Err(f(Check::Integrity, "kernel dm-verity activation is not available in this build".into()));
+            return Err(f(
+                Check::Integrity,
+                "kernel dm-verity activation is not available in this build".into(),
+            ));
         };
         let _ = dm;
-        return Err(f(Check::Integrity, "kernel dm-verity activation is not wired yet".into()));
+        return Err(f(
+            Check::Integrity,
+            "kernel dm-verity activation is not wired yet".into(),
+        ));
     }
     let src = FileSource::from_file(data, path).map_err(|e| f(Check::Open, e.to_string()))?;
     let size = geom.data_size();
-    let mut w = MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
-    w.copy_from(&src, 0, size).map_err(|e| f(Check::Open, format!("read: {e}")))?;
-    let sealed = w.seal().map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
+    let mut w =
+        MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
+    w.copy_from(&src, 0, size)
+        .map_err(|e| f(Check::Open, format!("read: {e}")))?;
+    let sealed = w
+        .seal()
+        .map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
     // Verify the sealed copy: these exact bytes are what the loop device will serve.
-    let report = verify_image(&geom, &sealed, &hash, &root, VerifyOptions { stop_at_first: true }, &|_| {})
-        .map_err(|e| f(Check::Integrity, e.to_string()))?;
+    let report = verify_image(
+        &geom,
+        &sealed,
+        &hash,
+        &root,
+        VerifyOptions {
+            stop_at_first: true,
+        },
+        &|_| {},
+    )
+    .map_err(|e| f(Check::Integrity, e.to_string()))?;
     if let Some(b) = report.bad.first() {
         return Err(f(Check::Integrity, b.to_string()));
     }
     if !report.is_ok() {
-        return Err(f(Check::Integrity, "hash tree could not be verified".into()));
+        return Err(f(
+            Check::Integrity,
+            "hash tree could not be verified".into(),
+        ));
     }
-    let fstype = detect_fs(&sealed).ok_or_else(|| f(Check::Dissect, "not an erofs, squashfs or ext4 file system".into()))?;
-    let lo = loopdev::attach_readonly(sealed.fd(), 0, size).map_err(|e| f(Check::Mount, e.to_string()))?;
+    let fstype = detect_fs(&sealed).ok_or_else(|| {
+        f(
+            Check::Dissect,
+            "not an erofs, squashfs or ext4 file system".into(),
+        )
+    })?;
+    let lo = loopdev::attach_readonly(sealed.fd(), 0, size)
+        .map_err(|e| f(Check::Mount, e.to_string()))?;
     let dev = lo.path().to_string_lossy().into_owned();
     let m = mount::new_fs(
         fstype,
         &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
-        Attrs { rdonly: true, nodev: true, nosuid: true, noexec: false },
+        Attrs {
+            rdonly: true,
+            nodev: true,
+            nosuid: true,
+            noexec: false,
+        },
     )
     .map_err(|e| f(Check::Mount, e.to_string()))?;
     mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
@@ -455,10 +540,21 @@ fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), Str
             if let Ok(rd) = std::fs::read_dir(&dir) {
                 for e in rd.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with("extension-release.") && e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                    if n.starts_with("extension-release.")
+                        && e.file_type().map(|t| t.is_file()).unwrap_or(false)
+                    {
                         let mut buf = [0u8; 16];
-                        let strict_false = match rustix::fs::getxattr(&e.path(), "user.extension-release.strict", &mut buf[..]) {
-                            Ok(n) => matches!(std::str::from_utf8(&buf[..n]).unwrap_or("").trim_end_matches('\0'), "0" | "no" | "false" | "n" | "off"),
+                        let strict_false = match rustix::fs::getxattr(
+                            &e.path(),
+                            "user.extension-release.strict",
+                            &mut buf[..],
+                        ) {
+                            Ok(n) => matches!(
+                                std::str::from_utf8(&buf[..n])
+                                    .unwrap_or("")
+                                    .trim_end_matches('\0'),
+                                "0" | "no" | "false" | "n" | "off"
+                            ),
                             Err(_) => false,
                         };
                         if strict_false {
@@ -468,17 +564,29 @@ fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), Str
                 }
             }
             match found.len() {
-                0 => return Err(format!("no extension-release.{} in {}", release_name(name), cfg.class.release_dir())),
-                1 => std::fs::read_to_string(&found[0]).map_err(|e| format!("{}: {e}", found[0].display()))?,
-                _ => return Err("more than one acceptable extension-release file (ENOTUNIQ)".into()),
+                0 => {
+                    return Err(format!(
+                        "no extension-release.{} in {}",
+                        release_name(name),
+                        cfg.class.release_dir()
+                    ))
+                }
+                1 => std::fs::read_to_string(&found[0])
+                    .map_err(|e| format!("{}: {e}", found[0].display()))?,
+                _ => {
+                    return Err("more than one acceptable extension-release file (ENOTUNIQ)".into())
+                }
             }
         }
     };
     if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
-        return Err("image ships usr/lib/os-release, which would replace the host's identity".into());
+        return Err(
+            "image ships usr/lib/os-release, which would replace the host's identity".into(),
+        );
     }
     let fields = release::parse_os_release(&text);
-    release::validate(cfg.class, &cfg.host, &fields, &cfg.arch, cfg.in_initrd).map_err(|e| e.to_string())
+    release::validate(cfg.class, &cfg.host, &fields, &cfg.arch, cfg.in_initrd)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -489,7 +597,10 @@ mod tests {
     fn policy_flags() {
         assert!(policy_allows(None, "signed"));
         assert!(!policy_allows(None, "unprotected"));
-        assert!(policy_allows(Some("root=verity+signed:usr=unprotected"), "unprotected"));
+        assert!(policy_allows(
+            Some("root=verity+signed:usr=unprotected"),
+            "unprotected"
+        ));
         assert!(!policy_allows(Some("root=signed:usr=signed"), "verity"));
         assert!(policy_allows(Some("=verity+signed"), "verity"));
         assert!(policy_allows(Some("*"), "unprotected"));

@@ -34,7 +34,9 @@ impl Class {
     /// Search directories, in priority order (first name found wins).
     pub fn search_paths(self, in_initrd: bool) -> Vec<&'static str> {
         match (self, in_initrd) {
-            (Class::Sysext, false) => vec!["/etc/extensions", "/run/extensions", "/var/lib/extensions"],
+            (Class::Sysext, false) => {
+                vec!["/etc/extensions", "/run/extensions", "/var/lib/extensions"]
+            }
             (Class::Sysext, true) => vec![
                 "/etc/extensions",
                 "/run/extensions",
@@ -93,14 +95,18 @@ impl Class {
 /// `.raw` files lose the suffix and an optional `.sysext`/`.confext`; directories keep their name;
 /// hidden names and `.#` temporaries are skipped.
 pub fn image_name(file_name: &str, is_dir: bool, class: Class) -> Option<String> {
-    if file_name.is_empty() || file_name.starts_with('.') || file_name.chars().any(|c| c.is_control()) {
+    if file_name.is_empty()
+        || file_name.starts_with('.')
+        || file_name.chars().any(|c| c.is_control())
+    {
         return None;
     }
     let name = if is_dir {
         file_name
     } else {
         let base = file_name.strip_suffix(".raw")?;
-        base.strip_suffix(&format!(".{}", class.as_str())).unwrap_or(base)
+        base.strip_suffix(&format!(".{}", class.as_str()))
+            .unwrap_or(base)
     };
     if name.is_empty() || name.contains('/') || name.len() > 255 {
         return None;
@@ -261,7 +267,11 @@ pub fn escape_lower(path: &str) -> String {
 
 /// Joins escaped lower layers, top first, into a `lowerdir=` value.
 pub fn lowerdir(paths: &[String]) -> String {
-    paths.iter().map(|p| escape_lower(p)).collect::<Vec<_>>().join(":")
+    paths
+        .iter()
+        .map(|p| escape_lower(p))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses the marker's `dev` file (`major:minor`, optional trailing newline).
@@ -272,7 +282,10 @@ pub fn parse_dev(s: &str) -> Option<(u32, u32)> {
 
 /// Splits the marker's extension list.
 pub fn parse_list(s: &str) -> Vec<String> {
-    s.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -294,7 +307,11 @@ mod tests {
     fn layers_newest_name_on_top_host_at_bottom() {
         let p = plan(
             Class::Sysext,
-            &[ext("foo_10", &["/usr"]), ext("foo_9", &["/usr"]), ext("bar", &["/usr", "/opt"])],
+            &[
+                ext("foo_10", &["/usr"]),
+                ext("foo_9", &["/usr"]),
+                ext("bar", &["/usr", "/opt"]),
+            ],
             &|_| true,
             PlanOptions { noexec: None },
         );
@@ -305,7 +322,10 @@ mod tests {
             p.hierarchies[0].layers,
             vec![Layer::Meta, e("foo_10"), e("foo_9"), e("bar"), Layer::Host]
         );
-        assert_eq!(p.hierarchies[1].layers, vec![Layer::Meta, e("bar"), Layer::Host]);
+        assert_eq!(
+            p.hierarchies[1].layers,
+            vec![Layer::Meta, e("bar"), Layer::Host]
+        );
         assert_eq!(p.marker_list_contents(), "bar\nfoo_9\nfoo_10\n");
     }
 
@@ -320,7 +340,12 @@ mod tests {
         assert_eq!(p.hierarchies.len(), 1);
         assert_eq!(p.hierarchies[0].hierarchy, "/opt");
         assert_eq!(p.hierarchies[0].layers, vec![Layer::Meta, e("a")]);
-        let none = plan(Class::Sysext, &[ext("a", &[])], &|_| true, PlanOptions { noexec: None });
+        let none = plan(
+            Class::Sysext,
+            &[ext("a", &[])],
+            &|_| true,
+            PlanOptions { noexec: None },
+        );
         assert!(none.hierarchies.is_empty());
     }
 
@@ -336,7 +361,11 @@ mod tests {
             let h = class.hierarchies()[0];
             let p = plan(class, &[ext("a", &[h])], &|_| true, PlanOptions { noexec });
             let f = p.hierarchies[0].flags;
-            assert_eq!((f.rdonly, f.nodev, f.nosuid, f.noexec), (r, d, s, x), "{class:?} {noexec:?}");
+            assert_eq!(
+                (f.rdonly, f.nodev, f.nosuid, f.noexec),
+                (r, d, s, x),
+                "{class:?} {noexec:?}"
+            );
         }
     }
 
@@ -364,16 +393,25 @@ mod tests {
     #[test]
     fn search_paths_have_no_usr_lib_extensions() {
         for initrd in [false, true] {
-            assert!(!Class::Sysext.search_paths(initrd).contains(&"/usr/lib/extensions"));
-            assert!(!Class::Confext.search_paths(initrd).contains(&"/etc/confexts"));
+            assert!(!Class::Sysext
+                .search_paths(initrd)
+                .contains(&"/usr/lib/extensions"));
+            assert!(!Class::Confext
+                .search_paths(initrd)
+                .contains(&"/etc/confexts"));
         }
         assert_eq!(Class::Sysext.search_paths(false)[0], "/etc/extensions");
-        assert!(!Class::Confext.search_paths(true).contains(&"/usr/lib/confexts"));
+        assert!(!Class::Confext
+            .search_paths(true)
+            .contains(&"/usr/lib/confexts"));
     }
 
     #[test]
     fn lowerdir_escaping_and_marker_parsing() {
-        assert_eq!(lowerdir(&["/a,b".into(), "/c:d".into(), "/e\\f".into()]), "/a\\,b:/c\\:d:/e\\\\f");
+        assert_eq!(
+            lowerdir(&["/a,b".into(), "/c:d".into(), "/e\\f".into()]),
+            "/a\\,b:/c\\:d:/e\\\\f"
+        );
         assert_eq!(parse_dev("0:52\n"), Some((0, 52)));
         assert_eq!(parse_dev("x:1"), None);
         assert_eq!(parse_list("a\nb\n"), vec!["a", "b"]);

@@ -16,12 +16,17 @@ pub fn parse_os_release(text: &str) -> Fields {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let v = v.trim();
         let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
         {
-            v[1..v.len() - 1].replace("\\\"", "\"").replace("\\\\", "\\")
+            v[1..v.len() - 1]
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\")
         } else {
             v.to_string()
         };
@@ -105,7 +110,13 @@ fn get<'a>(m: &'a Fields, k: &str) -> Option<&'a str> {
 }
 
 /// systemd's decision, in its order. `in_initrd` selects the required scope.
-pub fn validate(class: Class, host: &Fields, image: &Fields, arch: &str, in_initrd: bool) -> Result<(), Incompatible> {
+pub fn validate(
+    class: Class,
+    host: &Fields,
+    image: &Fields,
+    arch: &str,
+    in_initrd: bool,
+) -> Result<(), Incompatible> {
     let host_id = get(host, "ID").ok_or(Incompatible::HostNoId)?;
     let (scope_field, level_field) = match class {
         Class::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
@@ -194,15 +205,16 @@ mod tests {
             ("ID=_any\nSYSEXT_SCOPE=initrd system", Ok(())),
         ];
         for (img, want) in t {
-            let got = validate(Class::Sysext, &host, &f(img), "x86-64", false).map_err(|e| match e {
-                Incompatible::Level { .. } => "level",
-                Incompatible::VersionId { .. } => "version",
-                Incompatible::Id { .. } => "id",
-                Incompatible::NoId => "noid",
-                Incompatible::Architecture { .. } => "arch",
-                Incompatible::Scope { .. } => "scope",
-                Incompatible::HostNoId => "hostnoid",
-            });
+            let got =
+                validate(Class::Sysext, &host, &f(img), "x86-64", false).map_err(|e| match e {
+                    Incompatible::Level { .. } => "level",
+                    Incompatible::VersionId { .. } => "version",
+                    Incompatible::Id { .. } => "id",
+                    Incompatible::NoId => "noid",
+                    Incompatible::Architecture { .. } => "arch",
+                    Incompatible::Scope { .. } => "scope",
+                    Incompatible::HostNoId => "hostnoid",
+                });
             assert_eq!(&got, want, "{img}");
         }
     }
@@ -210,12 +222,36 @@ mod tests {
     #[test]
     fn rolling_host_accepts_and_host_without_id_is_an_error() {
         let rolling = f("ID=arch");
-        assert_eq!(validate(Class::Confext, &rolling, &f("ID=arch\nVERSION_ID=9"), "x86-64", false), Ok(()));
         assert_eq!(
-            validate(Class::Sysext, &f("VERSION_ID=1"), &f("ID=_any"), "x86-64", false),
+            validate(
+                Class::Confext,
+                &rolling,
+                &f("ID=arch\nVERSION_ID=9"),
+                "x86-64",
+                false
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            validate(
+                Class::Sysext,
+                &f("VERSION_ID=1"),
+                &f("ID=_any"),
+                "x86-64",
+                false
+            ),
             Err(Incompatible::HostNoId)
         );
         // Host level but no VERSION_ID, image without level: accepted (systemd's edge case).
-        assert_eq!(validate(Class::Sysext, &f("ID=x\nSYSEXT_LEVEL=2"), &f("ID=x"), "x86-64", false), Ok(()));
+        assert_eq!(
+            validate(
+                Class::Sysext,
+                &f("ID=x\nSYSEXT_LEVEL=2"),
+                &f("ID=x"),
+                "x86-64",
+                false
+            ),
+            Ok(())
+        );
     }
 }

@@ -55,7 +55,9 @@ pub fn status(root: &Path, class: Class) -> Vec<HierarchyStatus> {
                 Vec::new()
             };
             let since = if merged {
-                std::fs::metadata(&p).ok().map(|m| std::os::unix::fs::MetadataExt::mtime(&m))
+                std::fs::metadata(&p)
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::mtime(&m))
             } else {
                 None
             };
@@ -75,7 +77,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -127,7 +132,10 @@ mod tests {
         let pts = mount_points(mi);
         assert_eq!(pts[5], "/r/usrx");
         assert_eq!(pts[4], "/r/usr/a b");
-        assert_eq!(submounts_below(&pts, "/r/usr"), vec!["/r/usr/local", "/r/usr/a b"]);
+        assert_eq!(
+            submounts_below(&pts, "/r/usr"),
+            vec!["/r/usr/local", "/r/usr/a b"]
+        );
         assert!(submounts_below(&pts, "/r/opt").is_empty());
     }
 }

@@ -89,12 +89,14 @@ impl DetachedMount {
 }
 
 /// One `fsconfig` setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FsOption<'a> {
     /// `FSCONFIG_SET_FLAG key`.
     Flag(&'a str),
-    /// `FSCONFIG_SET_STRING key=value`.
+    /// `FSCONFIG_SET_STRING key=value` (the kernel caps values at 256 bytes).
     Str(&'a str, &'a str),
+    /// `FSCONFIG_SET_FD key=fd` (e.g. overlayfs `lowerdir+` on Linux 6.13 and later).
+    Fd(&'a str, BorrowedFd<'a>),
 }
 
 /// Creates a new file-system instance and returns it as a detached mount with `attrs`.
@@ -111,6 +113,8 @@ pub fn new_fs(
             }
             FsOption::Str(k, v) => fsconfig_set_string(&ctx, *k, *v)
                 .map_err(err(format!("fsconfig {k}={v}"), fstype))?,
+            FsOption::Fd(k, fd) => rustix::mount::fsconfig_set_fd(&ctx, *k, *fd)
+                .map_err(err(format!("fsconfig {k} by fd"), fstype))?,
         }
     }
     fsconfig_create(&ctx).map_err(err("fsconfig create", fstype))?;
@@ -120,6 +124,41 @@ pub fn new_fs(
         fd,
         what: PathBuf::from(fstype),
     })
+}
+
+/// Mounts a file system the old way (mount(2) with a monolithic option string, up to a page) at
+/// `at`, then returns a detached copy of it and detaches the original. For option strings longer
+/// than fsconfig's 256-byte limit on kernels without fd-based options.
+pub fn legacy_new_fs(
+    fstype: &str,
+    source: &str,
+    data: &str,
+    at: &Path,
+    attrs: Attrs,
+) -> Result<DetachedMount, MountError> {
+    let mut flags = rustix::mount::MountFlags::empty();
+    if attrs.rdonly {
+        flags |= rustix::mount::MountFlags::RDONLY;
+    }
+    let data = std::ffi::CString::new(data).map_err(|_| err("mount options", at)(Errno::INVAL))?;
+    rustix::mount::mount(source, at, fstype, flags, Some(data.as_c_str()))
+        .map_err(err(format!("mount {fstype}"), at))?;
+    let m = clone_tree(at, false);
+    let _ = detach(at);
+    let m = m?;
+    set_attrs(&m, attrs, false)?;
+    Ok(m)
+}
+
+/// Opens a directory as an O_PATH descriptor (for fd-based fsconfig options).
+pub fn open_path(path: &Path) -> Result<OwnedFd, MountError> {
+    use rustix::fs::{open, Mode, OFlags};
+    open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err("open O_PATH", path))
 }
 
 /// A detached copy of the mount at `path` (a bind mount), recursive or not.
