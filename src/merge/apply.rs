@@ -155,6 +155,7 @@ fn host_view(ws: &Workspace, h: &Path, class: Class, tag: usize) -> Result<PathB
     Ok(inner)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_overlay(
     ws: &Workspace,
     root: &Path,

@@ -545,7 +545,7 @@ fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), Str
                     {
                         let mut buf = [0u8; 16];
                         let strict_false = match rustix::fs::getxattr(
-                            &e.path(),
+                            e.path(),
                             "user.extension-release.strict",
                             &mut buf[..],
                         ) {
