@@ -7,6 +7,7 @@ use std::ffi::OsString;
 mod dmverity;
 mod ext;
 mod progress;
+mod sign;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -70,6 +71,8 @@ enum Command {
     DmVerity(dmverity::Command),
     #[command(flatten)]
     Ext(ext::Command),
+    #[command(flatten)]
+    Sign(sign::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -123,6 +126,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
         Command::Ext(c) => ext::run(c),
+        Command::Sign(c) => sign::run(c),
     };
     match res {
         Ok(()) => 0,
