@@ -23,7 +23,15 @@ fn in_ns(root: &Path, script: &str) -> Out {
         .env("V", BIN)
         .env("R", root)
         .env("T", t)
-        .env("M", format!("--root {} --image-policy =unprotected+verity --dangerous-no-tpm --event-log {}/log", root.display(), t.display()))
+        .env(
+            "M",
+            format!(
+                "--root {} --image-policy =unprotected+verity+signed --trust {}/trust --dangerous-no-tpm --event-log {}/log",
+                root.display(),
+                t.display(),
+                t.display()
+            ),
+        )
         .output()
         .expect("unshare (util-linux) must be installed and the tests run as root");
     let out = Out {
@@ -48,6 +56,10 @@ fn host() -> (tempfile::TempDir, PathBuf) {
     write(&r.join("etc/host.conf"), "host-etc\n");
     write(&r.join("usr/share/host/f"), "host-usr\n");
     write(&r.join("usr/bin/true"), "");
+    // Only the TEST-ONLY leaf certificate is trusted.
+    let trust = t.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(keys().join("leaf.crt"), trust.join("leaf.crt")).unwrap();
     (t, r)
 }
 
@@ -120,6 +132,28 @@ fn erofs_sysext(r: &Path, name: &str, files: &[(&str, &str)], release: &str) -> 
         .to_string();
     write(&dir.join(format!("{name}.roothash")), &format!("{root}\n"));
     img
+}
+
+fn keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("keys")
+}
+
+/// Signs the image's sidecar root hash with a TEST-ONLY key (`NAME.roothash.p7s`).
+fn sign_image(img: &Path, key: &str) {
+    let rh = img.with_extension("roothash");
+    let st = Command::new(BIN)
+        .arg("sign")
+        .arg("--key")
+        .arg(keys().join(format!("{key}.key")))
+        .arg("--cert")
+        .arg(keys().join(format!("{key}.crt")))
+        .arg("--root-hash-file")
+        .arg(&rh)
+        .arg("-o")
+        .arg(img.with_extension("roothash.p7s"))
+        .status()
+        .unwrap();
+    assert!(st.success());
 }
 
 fn mountinfo_line<'a>(out: &'a str, mnt: &Path) -> &'a str {
@@ -304,9 +338,12 @@ fn root_failing_images_are_skipped_and_strict_merges_nothing() {
         .expect("file data inline in the image");
     b[pos] = b'B';
     std::fs::write(&bad, b).unwrap();
-    // A signature this build cannot check is refused, never ignored.
+    // Signed by a key nobody trusts.
+    let untrusted = erofs_sysext(&r, "untrusted", &[("usr/share/untrusted", "u\n")], rel);
+    sign_image(&untrusted, "other");
+    // Signed by the trusted leaf: merges as "signed".
     let signed = erofs_sysext(&r, "signed", &[("usr/share/signed", "s\n")], rel);
-    std::fs::write(signed.with_extension("roothash.p7s"), b"not a signature").unwrap();
+    sign_image(&signed, "leaf");
     let o = in_ns(
         &r,
         r#"
@@ -322,7 +359,7 @@ fn root_failing_images_are_skipped_and_strict_merges_nothing() {
     assert!(s.contains("STRICT=1"), "{s}");
     assert!(!s.contains("STRICT_MOUNTED"));
     assert!(s.contains("MERGE=1"));
-    assert!(s.contains("good,goodimg,host,\n"), "{s}");
+    assert!(s.contains("good,goodimg,host,signed,\n"), "{s}");
     let j: serde_json::Value = serde_json::from_str(&s[s.find("{\n").unwrap()..]).unwrap();
     let merged: Vec<&str> = j["merged"]
         .as_array()
@@ -330,7 +367,10 @@ fn root_failing_images_are_skipped_and_strict_merges_nothing() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(merged, vec!["good", "goodimg"]);
+    assert_eq!(merged, vec!["good", "goodimg", "signed"]);
+    let signer = j["merged"][2]["signer"].as_str().unwrap();
+    assert_eq!(signer.len(), 64);
+    assert_eq!(j["merged"][2]["protection"], "signed");
     let checks: Vec<(String, String)> = j["skipped"]
         .as_array()
         .unwrap()
@@ -351,9 +391,10 @@ fn root_failing_images_are_skipped_and_strict_merges_nothing() {
         "{checks:?}"
     );
     assert!(
-        checks.contains(&("signed".into(), "signature".into())),
+        checks.contains(&("untrusted".into(), "signature".into())),
         "{checks:?}"
     );
+    assert_eq!(checks.len(), 3, "{checks:?}");
     assert!(
         o.stderr.contains("tampered") && o.stderr.contains("data block"),
         "{}",

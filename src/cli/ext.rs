@@ -114,6 +114,7 @@ fn config(class: Class, a: &MergeArgs) -> PipelineConfig {
         arch: systemd_arch(&rustix::system::uname().machine().to_string_lossy()).to_string(),
         root,
         image_policy: a.image_policy.clone(),
+        trust: a.trust.clone(),
         integrity: a.integrity,
         pcr: a.pcr.unwrap_or(class.default_pcr()),
         force: a.force,
@@ -135,9 +136,6 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
             "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
             a.common.root.display()
         )));
-    }
-    if !a.trust.is_empty() {
-        eprintln!("verity: note: --trust is accepted but signed images need the signing module, not merged yet");
     }
     let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if a.dangerous_no_tpm {
         eprintln!(

@@ -6,8 +6,9 @@
 //!
 //! Until the image module's dissect/verify lands, this file carries the two verification paths it
 //! can decide itself: directory trees (accepted only if the image policy allows `unprotected`) and
-//! bare file systems with sidecar verity data (`NAME.roothash` + `NAME.verity`, accepted unsigned
-//! only if the policy allows plain `verity`), verified in userspace into a sealed memfd.
+//! bare file systems with sidecar verity data (`NAME.roothash` + `NAME.verity`, signed by
+//! `NAME.roothash.p7s` from a trusted certificate, or unsigned only if the policy allows plain
+//! `verity`), verified in userspace into a sealed memfd.
 
 use super::plan::{release_name, Class};
 use super::release::{self, Fields};
@@ -67,6 +68,8 @@ pub struct PipelineConfig {
     pub root: PathBuf,
     /// systemd image-policy string; `None` = signed images only.
     pub image_policy: Option<String>,
+    /// Certificate directories (`--trust`); empty = the default verity.d dirs under `root`.
+    pub trust: Vec<PathBuf>,
     /// Activation mode.
     pub integrity: Integrity,
     /// PCR to extend.
@@ -398,19 +401,40 @@ fn admit_sidecar(
         .to_ascii_lowercase();
     let root = crate::hex::decode(&root_hex)
         .map_err(|e| f(Check::Dissect, format!("{}: {e}", rh_path.display())))?;
-    let signed = sidecar(path, "roothash.p7s").exists();
-    if signed {
-        return Err(f(
-            Check::Signature,
-            "signature verification needs the signing module (not merged yet)".into(),
-        ));
-    }
-    if !policy_allows(cfg.image_policy.as_deref(), "verity") {
-        return Err(f(
-            Check::Policy,
-            "image is verity-protected but unsigned; the image policy requires a signature".into(),
-        ));
-    }
+    let p7s = sidecar(path, "roothash.p7s");
+    let signer = match std::fs::read(&p7s) {
+        Ok(sig) => {
+            let dirs = if cfg.trust.is_empty() {
+                crate::sign::TrustStore::default_dirs(&cfg.root)
+            } else {
+                cfg.trust.clone()
+            };
+            let store = crate::sign::TrustStore::load(&dirs)
+                .map_err(|e| f(Check::Signature, format!("trust store: {e}")))?;
+            let s = crate::sign::verify_signature(&sig, root_hex.as_bytes(), &store)
+                .map_err(|e| f(Check::Signature, format!("{}: {e}", p7s.display())))?;
+            if !policy_allows(cfg.image_policy.as_deref(), "signed")
+                && !policy_allows(cfg.image_policy.as_deref(), "verity")
+            {
+                return Err(f(
+                    Check::Policy,
+                    "the image policy allows no verity-protected images".into(),
+                ));
+            }
+            Some(s.fingerprint_hex())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !policy_allows(cfg.image_policy.as_deref(), "verity") {
+                return Err(f(
+                    Check::Policy,
+                    "image is verity-protected but unsigned; the image policy requires a signature"
+                        .into(),
+                ));
+            }
+            None
+        }
+        Err(e) => return Err(f(Check::Open, format!("{}: {e}", p7s.display()))),
+    };
     let vpath = sidecar(path, "verity");
     let hash_file =
         File::open(&vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
@@ -504,11 +528,11 @@ fn admit_sidecar(
         kind,
         path: path.into(),
         root_hash: Some(root_hex),
-        signer: None,
-        protection: "verity".into(),
+        protection: if signer.is_some() { "signed" } else { "verity" }.into(),
+        signer,
     };
-    // Every data block of the sealed copy matched the tree under the given root, and the policy
-    // allows unsigned verity images.
+    // Every data block of the sealed copy matched the tree under the given root, and that root is
+    // signed by a trusted certificate (or the policy allows unsigned verity images).
     Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
 }
 
