@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 mod dmverity;
 mod ext;
+mod image;
 mod progress;
 mod sign;
 
@@ -72,6 +73,8 @@ enum Command {
     #[command(flatten)]
     Ext(ext::Command),
     #[command(flatten)]
+    Image(image::Command),
+    #[command(flatten)]
     Sign(sign::Command),
     // Further command groups are flattened in here, one line each.
 }
@@ -126,6 +129,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
         Command::Ext(c) => ext::run(c),
+        Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
     };
     match res {
