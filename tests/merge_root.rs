@@ -26,7 +26,7 @@ fn in_ns(root: &Path, script: &str) -> Out {
         .env(
             "M",
             format!(
-                "--root {} --image-policy =unprotected+verity+signed --trust {}/trust --dangerous-no-tpm --event-log {}/log",
+                "--root {} --image-policy =unprotected+verity+signed+absent --trust {}/trust --dangerous-no-tpm --event-log {}/log",
                 root.display(),
                 t.display(),
                 t.display()
