@@ -473,3 +473,85 @@ fn root_refresh_is_atomic_for_a_polling_reader() {
     // The old overlays were detached, not stacked.
     assert!(s.contains("DEPTH=1\n"), "{s}");
 }
+
+/// Builds a signed DDI with `verity image build` from a source tree.
+fn ddi(r: &Path, class: &str, name: &str, files: &[(&str, &str)], key: &str) -> PathBuf {
+    let src = r.parent().unwrap().join(format!("ddi-src-{name}"));
+    let rel_dir = if class == "sysext" {
+        "usr/lib/extension-release.d"
+    } else {
+        "etc/extension-release.d"
+    };
+    write(
+        &src.join(format!("{rel_dir}/extension-release.{name}")),
+        "ID=debian\nVERSION_ID=12\n",
+    );
+    for (p, c) in files {
+        write(&src.join(p), c);
+    }
+    let dir = r.join(if class == "sysext" {
+        "var/lib/extensions"
+    } else {
+        "var/lib/confexts"
+    });
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.raw"));
+    let st = Command::new(BIN)
+        .args(["image", "build", "--class", class])
+        .arg("--key")
+        .arg(keys().join(format!("{key}.key")))
+        .arg("--cert")
+        .arg(keys().join(format!("{key}.crt")))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "verity image build failed");
+    out
+}
+
+#[test]
+fn root_signed_ddis_from_image_build_merge_and_untrusted_ones_do_not() {
+    let (_t, r) = host();
+    ddi(
+        &r,
+        "sysext",
+        "tools",
+        &[("usr/share/tools/t", "tools\n"), ("usr/share/x", "ddi\n")],
+        "leaf",
+    );
+    ddi(
+        &r,
+        "sysext",
+        "evil",
+        &[("usr/share/evil", "evil\n")],
+        "other",
+    );
+    ddi(&r, "confext", "conf", &[("etc/conf.d/c", "conf\n")], "leaf");
+    let o = in_ns(
+        &r,
+        r#"
+        set +e
+        $V sysext merge $M --json > $T/s.json; echo "S=$?"
+        $V confext merge $M --json > $T/c.json; echo "C=$?"
+        set -e
+        echo "T=$(cat $R/usr/share/tools/t) X=$(cat $R/usr/share/x) C=$(cat $R/etc/conf.d/c) H=$(cat $R/etc/host.conf)"
+        test ! -e $R/usr/share/evil && echo NOEVIL
+        echo "LIST=$(cat $R/usr/.systemd-sysext/extensions)"
+        cat $T/s.json
+        $V sysext unmerge --root $R; $V confext unmerge --root $R
+        "#,
+    );
+    let s = &o.stdout;
+    assert!(s.contains("S=1") && s.contains("C=0"), "{s}");
+    assert!(s.contains("T=tools X=ddi C=conf H=host-etc"), "{s}");
+    assert!(s.contains("NOEVIL"));
+    assert!(s.contains("LIST=tools\n"));
+    assert!(
+        o.stderr.contains("evil") && o.stderr.contains("not in the trust store"),
+        "{}",
+        o.stderr
+    );
+    assert!(s.contains(r#""protection": "signed""#));
+}
