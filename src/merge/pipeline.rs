@@ -4,21 +4,18 @@
 //! mounted read-only in the workspace and held open, and whose token is a
 //! `Measured<Verified<ImageInfo>>`: nothing else can reach the overlay.
 //!
-//! Until the image module's dissect/verify lands, this file carries the two verification paths it
-//! can decide itself: directory trees (accepted only if the image policy allows `unprotected`) and
-//! bare file systems with sidecar verity data (`NAME.roothash` + `NAME.verity`, signed by
-//! `NAME.roothash.p7s` from a trusted certificate, or unsigned only if the policy allows plain
-//! `verity`), verified in userspace into a sealed memfd.
+//! Directory trees are accepted only if the image policy allows `unprotected`. Raw images (GPT
+//! DDIs, bare file systems with sidecars) are dissected and verified by the image module on the
+//! descriptor opened here; their data is then copied into a sealed memfd, verified again there
+//! against the same root hash and loop-mounted, so the checked bytes are the mounted bytes.
 
 use super::plan::{release_name, Class};
 use super::release::{self, Fields};
 use crate::gate::{Measured, Verified};
-use crate::io::FileSource;
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::{MemfdWriter, SealedMemfd};
 use crate::sys::mount::{self, Attrs, FsOption};
 use crate::verity::verify::{verify_image, VerifyOptions};
-use crate::verity::{Geometry, Superblock};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -542,176 +539,6 @@ fn activate(
     // The image module verified this image (its token is consumed here) and the sealed copy we
     // mount matched the same root hash block by block.
     drop(verified);
-    Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
-}
-
-#[allow(dead_code)]
-fn sidecar(path: &Path, ext: &str) -> PathBuf {
-    let s = path.to_string_lossy();
-    let base = s.strip_suffix(".raw").unwrap_or(&s);
-    PathBuf::from(format!("{base}.{ext}"))
-}
-
-/// Bare file system + sidecar verity data, verified in userspace into a sealed memfd (the path used
-/// before the image module landed; kept for reference until the VM issue retires it).
-#[allow(dead_code)]
-fn admit_sidecar(
-    name: &str,
-    path: &Path,
-    kind: ImageKind,
-    cfg: &PipelineConfig,
-    dm: Option<&dyn DmActivator>,
-    target: &Path,
-) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
-    let f = |c, r: String| fail(name, path, c, r);
-    let data = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
-    let rh_path = sidecar(path, "roothash");
-    let root_hex = std::fs::read_to_string(&rh_path)
-        .map_err(|e| {
-            f(
-                Check::Dissect,
-                format!(
-                    "no usable sidecar {}: {e} (GPT DDIs need the image module)",
-                    rh_path.display()
-                ),
-            )
-        })?
-        .trim()
-        .to_ascii_lowercase();
-    let root = crate::hex::decode(&root_hex)
-        .map_err(|e| f(Check::Dissect, format!("{}: {e}", rh_path.display())))?;
-    let p7s = sidecar(path, "roothash.p7s");
-    let signer = match std::fs::read(&p7s) {
-        Ok(sig) => {
-            let dirs = if cfg.trust.is_empty() {
-                crate::sign::TrustStore::default_dirs(&cfg.root)
-            } else {
-                cfg.trust.clone()
-            };
-            let store = crate::sign::TrustStore::load(&dirs)
-                .map_err(|e| f(Check::Signature, format!("trust store: {e}")))?;
-            let s = crate::sign::verify_signature(&sig, root_hex.as_bytes(), &store)
-                .map_err(|e| f(Check::Signature, format!("{}: {e}", p7s.display())))?;
-            if !policy_allows(cfg.image_policy.as_deref(), "signed")
-                && !policy_allows(cfg.image_policy.as_deref(), "verity")
-            {
-                return Err(f(
-                    Check::Policy,
-                    "the image policy allows no verity-protected images".into(),
-                ));
-            }
-            Some(s.fingerprint_hex())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !policy_allows(cfg.image_policy.as_deref(), "verity") {
-                return Err(f(
-                    Check::Policy,
-                    "image is verity-protected but unsigned; the image policy requires a signature"
-                        .into(),
-                ));
-            }
-            None
-        }
-        Err(e) => return Err(f(Check::Open, format!("{}: {e}", p7s.display()))),
-    };
-    let vpath = sidecar(path, "verity");
-    let hash_file =
-        File::open(&vpath).map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
-    let hash = FileSource::from_file(hash_file, &vpath)
-        .map_err(|e| f(Check::Open, format!("{}: {e}", vpath.display())))?;
-    let mut sb = [0u8; 512];
-    crate::verity::BlockSource::read_at(&hash, &mut sb, 0).map_err(|e| {
-        f(
-            Check::Dissect,
-            format!("{}: superblock: {e}", vpath.display()),
-        )
-    })?;
-    let sb = Superblock::parse(&sb)
-        .map_err(|e| f(Check::Dissect, format!("{}: {e}", vpath.display())))?;
-    let params = sb.params();
-    let start = crate::verity::geometry::hash_start_block(0, params.hash_block_size, true)
-        .map_err(|e| f(Check::Dissect, e.to_string()))?;
-    let geom = Geometry::new(params, start).map_err(|e| f(Check::Dissect, e.to_string()))?;
-    let use_kernel = match cfg.integrity {
-        Integrity::Kernel => true,
-        Integrity::Userspace => false,
-        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
-    };
-    if use_kernel {
-        let Some(dm) = dm else {
-            return Err(f(
-                Check::Integrity,
-                "kernel dm-verity activation is not available in this build".into(),
-            ));
-        };
-        let _ = dm;
-        return Err(f(
-            Check::Integrity,
-            "kernel dm-verity activation is not wired yet".into(),
-        ));
-    }
-    let src = FileSource::from_file(data, path).map_err(|e| f(Check::Open, e.to_string()))?;
-    let size = geom.data_size();
-    let mut w =
-        MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
-    w.copy_from(&src, 0, size)
-        .map_err(|e| f(Check::Open, format!("read: {e}")))?;
-    let sealed = w
-        .seal()
-        .map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
-    // Verify the sealed copy: these exact bytes are what the loop device will serve.
-    let report = verify_image(
-        &geom,
-        &sealed,
-        &hash,
-        &root,
-        VerifyOptions {
-            stop_at_first: true,
-        },
-        &|_| {},
-    )
-    .map_err(|e| f(Check::Integrity, e.to_string()))?;
-    if let Some(b) = report.bad.first() {
-        return Err(f(Check::Integrity, b.to_string()));
-    }
-    if !report.is_ok() {
-        return Err(f(
-            Check::Integrity,
-            "hash tree could not be verified".into(),
-        ));
-    }
-    let fstype = detect_fs(&sealed).ok_or_else(|| {
-        f(
-            Check::Dissect,
-            "not an erofs, squashfs or ext4 file system".into(),
-        )
-    })?;
-    let lo = loopdev::attach_readonly(sealed.fd(), 0, size)
-        .map_err(|e| f(Check::Mount, e.to_string()))?;
-    let dev = lo.path().to_string_lossy().into_owned();
-    let m = mount::new_fs(
-        fstype,
-        &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
-        Attrs {
-            rdonly: true,
-            nodev: true,
-            nosuid: true,
-            noexec: false,
-        },
-    )
-    .map_err(|e| f(Check::Mount, e.to_string()))?;
-    mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
-    let info = ImageInfo {
-        name: name.into(),
-        class: cfg.class,
-        kind,
-        path: path.into(),
-        root_hash: Some(root_hex),
-        protection: if signer.is_some() { "signed" } else { "verity" }.into(),
-        signer,
-    };
-    // Every data block of the sealed copy matched the tree under the given root, and that root is
-    // signed by a trusted certificate (or the policy allows unsigned verity images).
     Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
 }
 
