@@ -9,6 +9,7 @@ mod ext;
 mod image;
 mod progress;
 mod sign;
+mod tpm;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -76,6 +77,8 @@ enum Command {
     Image(image::Command),
     #[command(flatten)]
     Sign(sign::Command),
+    #[command(flatten)]
+    Tpm(tpm::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -131,6 +134,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
+        Command::Tpm(c) => tpm::run(c),
     };
     match res {
         Ok(()) => 0,

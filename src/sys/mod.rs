@@ -4,3 +4,4 @@
 pub mod loopdev;
 pub mod memfd;
 pub mod mount;
+pub mod sha256_mb;
