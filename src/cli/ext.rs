@@ -145,11 +145,12 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
             event_log: Some(a.event_log.clone()),
         })
     } else {
-        return Err(op_err(format!(
-            "TPM {} unavailable: measurement support is not built into this version yet; \
-             use --dangerous-no-tpm to merge without measuring",
-            a.tpm.as_deref().unwrap_or("device:/dev/tpmrm0")
-        )));
+        let spec = a.tpm.clone().unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
+        let tpm = crate::measure::open_tpm(&spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        Box::new(engine::TpmMeasurer {
+            tpm,
+            log: crate::measure::EventLog::new(a.event_log.clone()),
+        })
     };
     let opts = MergeOptions {
         pipeline: cfg,

@@ -216,3 +216,31 @@ impl Measurer for NoTpm {
         Ok(Measured::mint(v, record))
     }
 }
+
+/// The real measurer: one PCR extend (every active bank) and one event-log record per image,
+/// through `measure::measure`, before the image can reach an overlay.
+pub struct TpmMeasurer {
+    /// The TPM.
+    pub tpm: Box<dyn crate::measure::Tpm>,
+    /// The event log.
+    pub log: crate::measure::EventLog,
+}
+
+impl Measurer for TpmMeasurer {
+    fn measure(&mut self, v: Verified<ImageInfo>, pcr: u32) -> Result<Measured<Verified<ImageInfo>>, String> {
+        let i = v.get();
+        let Some(root_hash_hex) = i.root_hash.clone() else {
+            return Err(format!(
+                "{} is an unprotected directory: there is no root hash to measure (use a verity image, or --dangerous-no-tpm)",
+                i.name
+            ));
+        };
+        let ev = crate::measure::ImageEvent {
+            class: i.class.as_str().to_string(),
+            name: i.name.clone(),
+            root_hash_hex,
+            signer: i.signer.clone(),
+        };
+        crate::measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev).map_err(|e| e.to_string())
+    }
+}
