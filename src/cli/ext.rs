@@ -145,8 +145,12 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
             event_log: Some(a.event_log.clone()),
         })
     } else {
-        let spec = a.tpm.clone().unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
-        let tpm = crate::measure::open_tpm(&spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        let spec = a
+            .tpm
+            .clone()
+            .unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
+        let tpm =
+            crate::measure::open_tpm(&spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
         Box::new(engine::TpmMeasurer {
             tpm,
             log: crate::measure::EventLog::new(a.event_log.clone()),

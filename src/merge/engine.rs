@@ -227,7 +227,11 @@ pub struct TpmMeasurer {
 }
 
 impl Measurer for TpmMeasurer {
-    fn measure(&mut self, v: Verified<ImageInfo>, pcr: u32) -> Result<Measured<Verified<ImageInfo>>, String> {
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String> {
         let i = v.get();
         let Some(root_hash_hex) = i.root_hash.clone() else {
             return Err(format!(
@@ -241,6 +245,7 @@ impl Measurer for TpmMeasurer {
             root_hash_hex,
             signer: i.signer.clone(),
         };
-        crate::measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev).map_err(|e| e.to_string())
+        crate::measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev)
+            .map_err(|e| e.to_string())
     }
 }
