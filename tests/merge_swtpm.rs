@@ -2,7 +2,6 @@
 //! image, made before the overlay appears, and `verity pcr replay` agrees with the TPM after merge
 //! and after refresh. Needs root (mounts inside `unshare -m`), swtpm, erofs-utils and util-linux.
 
-#[allow(dead_code)]
 #[path = "support/swtpm.rs"]
 mod swtpm;
 
