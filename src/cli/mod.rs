@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
 mod dmverity;
+mod ext;
 mod image;
 mod progress;
 mod sign;
@@ -71,6 +72,8 @@ enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
     #[command(flatten)]
+    Ext(ext::Command),
+    #[command(flatten)]
     Image(image::Command),
     #[command(flatten)]
     Sign(sign::Command),
@@ -128,6 +131,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
         Command::Tpm(c) => tpm::run(c),
