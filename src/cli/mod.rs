@@ -8,6 +8,7 @@ mod boot;
 #[cfg(feature = "dm")]
 mod dmopen;
 mod dmverity;
+mod ext;
 mod image;
 mod progress;
 mod sign;
@@ -79,6 +80,8 @@ enum Command {
     #[command(flatten)]
     Boot(boot::Command),
     #[command(flatten)]
+    Ext(ext::Command),
+    #[command(flatten)]
     Image(image::Command),
     #[command(flatten)]
     Sign(sign::Command),
@@ -139,6 +142,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(feature = "dm")]
         Command::DmOpen(c) => dmopen::run(c),
         Command::Boot(c) => boot::run(c),
+        Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
         Command::Tpm(c) => tpm::run(c),

@@ -4,4 +4,7 @@
 #[cfg(feature = "dm")]
 pub mod dm;
 pub mod keyring;
+pub mod loopdev;
+pub mod memfd;
+pub mod mount;
 pub mod sha256_mb;
