@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     const FULL: &str = r#"
-# the example from units/boot.toml
+# the example from src/boot/units/boot.toml
 classes = ["sysext", "confext"]
 trust = ["/etc/verity.d"]
 tpm = "swtpm:host=127.0.0.1,port=2321"

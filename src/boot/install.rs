@@ -5,26 +5,26 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The files shipped in `units/`, with where they go and whether an existing copy is kept.
+/// The files shipped in `src/boot/units/`, with where they go and whether an existing copy is kept.
 pub const FILES: &[(&str, &str, bool)] = &[
     (
         "usr/lib/systemd/system/verity-boot.service",
-        include_str!("../../units/verity-boot.service"),
+        include_str!("units/verity-boot.service"),
         false,
     ),
     (
         "usr/lib/systemd/system/verity-boot-initrd.service",
-        include_str!("../../units/verity-boot-initrd.service"),
+        include_str!("units/verity-boot-initrd.service"),
         false,
     ),
     (
         "etc/verity/boot.toml",
-        include_str!("../../units/boot.toml"),
+        include_str!("units/boot.toml"),
         true,
     ),
     (
         "etc/verity/boot-initrd.toml.example",
-        include_str!("../../units/boot-initrd.toml"),
+        include_str!("units/boot-initrd.toml"),
         true,
     ),
 ];
