@@ -1,2 +1,4 @@
 //! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root, pidfds.
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
+
+pub mod pidfd;
