@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 mod dmverity;
 mod progress;
+mod reboot;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -67,6 +68,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
+    #[command(flatten)]
+    Reboot(reboot::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -119,6 +122,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Reboot(c) => reboot::run(c),
     };
     match res {
         Ok(()) => 0,

@@ -2,3 +2,5 @@
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
 
 pub mod pidfd;
+#[allow(unsafe_code)]
+pub mod pivot;
