@@ -28,6 +28,7 @@ pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
     "--data-blocks",
     "--root-hash-file",
     "--root-hash-signature",
+    "--trust",
     "--fec-device",
     "--fec-roots",
     "--fec-offset",
@@ -36,13 +37,13 @@ pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
 #[derive(Subcommand)]
 pub enum Command {
     /// Build a hash tree for DATA into HASH and print the root hash (veritysetup format).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Format(FormatArgs),
     /// Check every data and hash block of DATA/HASH against the root hash (veritysetup verify).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Verify(VerifyArgs),
     /// Print the superblock of HASH (veritysetup dump).
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, args_override_self = true)]
     Dump(DumpArgs),
 }
 
@@ -122,6 +123,13 @@ pub struct VerifyArgs {
     /// List every bad block instead of stopping at the first.
     #[arg(long)]
     pub all: bool,
+    /// Check this detached PKCS#7 signature over the root hash before the tree (as veritysetup).
+    #[arg(long)]
+    pub root_hash_signature: Option<PathBuf>,
+    /// Trusted certificate directory for --root-hash-signature (repeatable; replaces the default
+    /// verity.d directories).
+    #[arg(long = "trust")]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -188,7 +196,7 @@ fn check_common(c: &CommonArgs) -> Result<(HashAlg, u32, u32), CliError> {
     if c.format > 1 {
         return Err(op_err(format!("--format {}: only 0 and 1 exist", c.format)));
     }
-    if c.hash_offset % 512 != 0 {
+    if !c.hash_offset.is_multiple_of(512) {
         return Err(op_err(format!(
             "--hash-offset {} is not a multiple of 512",
             c.hash_offset
@@ -351,8 +359,11 @@ fn format(a: FormatArgs) -> CliResult {
             },
         )?;
     }
+    // veritysetup extends the file to the end of the hash area, except when it wrote nothing at
+    // all (no superblock and a single data block, so no tree).
+    let wrote = !c.no_superblock || geom.tree_blocks() > 0;
     let cur = crate::io::file::file_size(&file).unwrap_or(0);
-    if file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
+    if wrote && file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
         file.set_len(end)
             .map_err(|e| op_err(format!("extending {}: {e}", a.hash_device.display())))?;
     }
@@ -366,17 +377,14 @@ fn format(a: FormatArgs) -> CliResult {
         crate::io::output::write_atomic(rf, hex::encode(&root).as_bytes())
             .map_err(|e| op_err(format!("writing root hash file {}: {e}", rf.display())))?;
     }
-    let size = std::fs::metadata(&a.hash_device)
-        .map(|m| m.len())
-        .unwrap_or(end)
-        .max(end);
+    let size = crate::io::file::file_size(&file).unwrap_or(end);
     print_facts(
         &Facts {
             hash_path: &a.hash_device,
             uuid: (!c.no_superblock).then_some(uuid),
             geom: &geom,
             root: Some(&root),
-            hash_device_size: if c.no_superblock { end } else { size },
+            hash_device_size: size,
         },
         c.json,
     );
@@ -476,6 +484,17 @@ fn verify(a: VerifyArgs) -> CliResult {
     let c = &a.common;
     check_common(c)?;
     let root = read_root(a.root_hash.as_deref(), a.root_hash_file.as_deref())?;
+    // The signature covers the lower-case hex string the kernel would see in the table; a tree is
+    // not worth checking against a root hash nobody trusted.
+    let signer = match &a.root_hash_signature {
+        Some(sig) => Some(super::sign::check_signature(
+            sig,
+            &hex::encode(&root),
+            &a.trust,
+            None,
+        )?),
+        None => None,
+    };
     let data = open_source(&a.data, "data device")?;
     let hash = open_source(&a.hash_device, "hash device")?;
     let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
@@ -506,6 +525,8 @@ fn verify(a: VerifyArgs) -> CliResult {
                 "root_hash": hex::encode(&root),
                 "bad_blocks": report.bad,
                 "unverifiable_blocks": report.unverifiable,
+                "signer": signer.as_ref().map(|s| s.subject.clone()),
+                "certificate_fingerprint": signer.as_ref().map(|s| s.fingerprint_hex()),
             }))
             .expect("json")
         );

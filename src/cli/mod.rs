@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 mod dmverity;
 mod progress;
+mod sign;
 mod reboot;
 
 /// What went wrong, and so which exit code.
@@ -69,6 +70,7 @@ enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
     #[command(flatten)]
+    Sign(sign::Command),
     Reboot(reboot::Command),
     // Further command groups are flattened in here, one line each.
 }
@@ -122,6 +124,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Sign(c) => sign::run(c),
         Command::Reboot(c) => reboot::run(c),
     };
     match res {

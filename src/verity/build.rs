@@ -343,4 +343,52 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn spec_vectors_in_memory() {
+        use crate::verity::superblock::{parse_uuid, Superblock};
+        let salt =
+            crate::hex::decode("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+                .unwrap();
+        let data: Vec<u8> = (0..4096 * 300).map(|i| (i % 251) as u8).collect();
+        for (alg, hash_type, root, sha) in [
+            (
+                HashAlg::Sha256,
+                1,
+                "f58e1da6a50fd0093382375ae01c9a03d9aa4d13e9651e046f18b93571973adf",
+                "22526ab3f8be1af23bfa0b4787182067887cad1af243335c52fd45a1a0e24526",
+            ),
+            (
+                HashAlg::Sha1,
+                1,
+                "e0ef910e4d69acdbf611ba5cce63301836ab4d15",
+                "8cee2ffb0cb361308860b427a3ba207e70b1fb2868a9f1dd3e89b2d653fec6d0",
+            ),
+            (
+                HashAlg::Sha256,
+                0,
+                "b3d70b2402f77830c8cfb35295856e1cd7231ba14a753e0dbc1dc069d61bdfd0",
+                "1976b2350e991bc75bdf3db63edbc6051960bb68777e90f10e76220b01afd0d2",
+            ),
+        ] {
+            let p = Params {
+                alg,
+                data_block_size: 4096,
+                hash_block_size: 4096,
+                data_blocks: 300,
+                salt: salt.clone(),
+                hash_type,
+            };
+            let g = Geometry::new(p.clone(), 1).unwrap();
+            let mut out = Vec::new();
+            let got = build_tree(&g, &data, &mut out, &|_| {}).unwrap();
+            let sb = Superblock::from_params(
+                &p,
+                parse_uuid("12345678-1234-1234-1234-123456789abc").unwrap(),
+            );
+            out[..512].copy_from_slice(&sb.to_bytes());
+            assert_eq!(crate::hex::encode(&got), root);
+            assert_eq!(crate::hex::encode(&HashAlg::Sha256.digest(&out)), sha);
+        }
+    }
 }

@@ -114,7 +114,7 @@ pub fn hash_start_block(
     hash_block_size: u32,
     superblock: bool,
 ) -> Result<u64, GeometryError> {
-    if hash_offset % 512 != 0 {
+    if !hash_offset.is_multiple_of(512) {
         return Err(GeometryError::HashOffsetAlign(hash_offset));
     }
     let hbs = hash_block_size as u64;

@@ -357,3 +357,60 @@ impl<D: BlockSource + ?Sized, H: BlockSource + ?Sized> BlockSource for Layer<'_,
         }
     }
 }
+
+/// Checks one data block against the root through its hash path, reading one hash block per
+/// level from the top, as the kernel does on a read. Returns the first block on the path that
+/// fails (a hash block, or the data block itself).
+pub fn verify_block<H: BlockSource + ?Sized>(
+    geom: &Geometry,
+    hash: &H,
+    root: &[u8],
+    index: u64,
+    block: &[u8],
+) -> Result<Result<(), BadBlock>, VerifyError> {
+    let p = &geom.params;
+    let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
+    let d = hasher.digest_size();
+    let hbs = p.hash_block_size as usize;
+    if root.len() != d {
+        return Err(VerifyError::RootLength {
+            alg: p.alg,
+            got: root.len(),
+            want: d,
+        });
+    }
+    let mut expected = root.to_vec();
+    let mut buf = vec![0u8; hbs];
+    for level in (0..geom.levels.len()).rev() {
+        let (abs, _) = geom.locate(level, index >> (geom.hpb_bits * level as u32));
+        let offset = abs * hbs as u64;
+        hash.read_at(&mut buf, offset)
+            .map_err(|source| VerifyError::Read {
+                what: "hash device",
+                offset,
+                source,
+            })?;
+        if hasher.hash(&buf) != expected {
+            return Ok(Err(BadBlock {
+                location: Location::Hash {
+                    level,
+                    index: abs - geom.levels[level].start,
+                },
+                offset,
+                defect: Defect::Mismatch,
+            }));
+        }
+        // The digest of the next block down the path.
+        let below = index >> (geom.hpb_bits * level as u32);
+        let (_, off) = geom.locate(level, below);
+        expected = buf[off..off + d].to_vec();
+    }
+    if hasher.hash(block) != expected {
+        return Ok(Err(BadBlock {
+            location: Location::Data { block: index },
+            offset: index * p.data_block_size as u64,
+            defect: Defect::Mismatch,
+        }));
+    }
+    Ok(Ok(()))
+}
