@@ -71,6 +71,7 @@ enum Command {
     DmVerity(dmverity::Command),
     #[command(flatten)]
     Sign(sign::Command),
+    #[command(flatten)]
     Reboot(reboot::Command),
     // Further command groups are flattened in here, one line each.
 }
