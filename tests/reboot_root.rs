@@ -171,6 +171,49 @@ exec \"$VERITY\" soft-reboot exec --keep-fd {fd}:store"
 }
 
 #[test]
+fn root_soft_reboot_exec_falls_back_to_move_and_chroot() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = build_image(
+        dir.path(),
+        "os",
+        &Tree {
+            init: Some(REPORTING_INIT),
+            os_id: "chrooted",
+        },
+    );
+    let marker = dir.path().join("old-root-marker");
+    std::fs::write(&marker, "old").unwrap();
+    let store = memfd_with("still here");
+    let fd = store.as_raw_fd();
+    let script = format!(
+        "{SETUP_PREMOUNTED}
+\"$VERITY\" soft-reboot prepare --dangerous-premounted
+exec \"$VERITY\" soft-reboot exec --no-pivot --keep-fd {fd}"
+    );
+    let (code, out, err) = run_as_pid1(
+        &script,
+        &[
+            ("IMG", img.display().to_string()),
+            ("OLD_MARKER", marker.display().to_string()),
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in [
+        "NEWINIT pid=1",
+        "OS_ID=chrooted",
+        "LISTEN_FDS=1 LISTEN_PID=1 LISTEN_FDNAMES=unknown",
+        "FD3=still here",
+        "OLDROOT=gone",
+    ] {
+        assert!(
+            out.lines().any(|l| l == want),
+            "missing {want:?} in:\n{out}\nstderr:\n{err}"
+        );
+    }
+    drop(store);
+}
+
+#[test]
 fn root_soft_reboot_exec_refuses_a_nextroot_swapped_after_prepare() {
     let dir = tempfile::tempdir().unwrap();
     let img = build_image(

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 
 mod dmverity;
 mod progress;
-mod sign;
 mod reboot;
+mod sign;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]

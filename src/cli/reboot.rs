@@ -67,6 +67,10 @@ pub struct ExecArgs {
     /// Refuse unless the staged root hash is this one.
     #[arg(long)]
     pub root_hash: Option<String>,
+    /// Do not try pivot_root; move the new root onto / and chroot (what happens anyway where
+    /// pivot_root is impossible, e.g. from an initramfs).
+    #[arg(long)]
+    pub no_pivot: bool,
 }
 
 /// Runs a soft-reboot command.
@@ -133,6 +137,7 @@ fn exec_cmd(a: ExecArgs) -> CliResult {
         init: a.init,
         keep,
         expect_root_hash: a.root_hash,
+        no_pivot: a.no_pivot,
     };
     let e = exec::switch(&opts);
     match e {

@@ -38,6 +38,8 @@ pub struct ExecOptions {
     pub keep: Vec<KeepFd>,
     /// If given, the staged root hash must be this one.
     pub expect_root_hash: Option<String>,
+    /// Skip pivot_root and use the `MS_MOVE` + `chroot` fallback directly.
+    pub no_pivot: bool,
 }
 
 /// Why the switch did not happen (or, past the point of no return, why it failed).
@@ -254,7 +256,14 @@ pub fn switch(opts: &ExecOptions) -> SwitchError {
             return SwitchError::Failed(e);
         }
     };
-    match pivot::pivot_into(checked.root.as_fd()) {
+    let pivoted = if opts.no_pivot {
+        Err(PivotError::Refused(std::io::Error::other(
+            "pivot_root not tried (--no-pivot)",
+        )))
+    } else {
+        pivot::pivot_into(checked.root.as_fd())
+    };
+    match pivoted {
         Ok(()) => {}
         Err(PivotError::Pivoted(e)) => return SwitchError::AfterSwitch(e.to_string()),
         Err(PivotError::Refused(pe)) => {
