@@ -285,3 +285,51 @@ pub fn move_mount_to(src: &Path, dst: &Path) -> io::Result<()> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_inside_the_new_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/busybox"), b"inside").unwrap();
+        // An absolute symlink, as images ship them: it must land inside the new root, not ours.
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("dev")).unwrap();
+        std::fs::create_dir(root.join("proc")).unwrap();
+        let fd = open_dir(&root).unwrap();
+        let sh = open_in_root(fd.as_fd(), "/bin/sh", OFlags::RDONLY).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(sh), &mut s).unwrap();
+        assert_eq!(s, "inside");
+        // ".." cannot climb out either.
+        assert!(open_in_root(fd.as_fd(), "/../../etc/passwd", OFlags::RDONLY).is_err());
+        // A symlinked /dev would make a bind mount follow it out of the new root.
+        assert!(!is_dir_in(fd.as_fd(), "dev"));
+        assert!(is_dir_in(fd.as_fd(), "proc"));
+        assert!(!is_dir_in(fd.as_fd(), "missing"));
+    }
+
+    #[test]
+    fn mount_identity_of_a_plain_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let fd = open_dir(d.path()).unwrap();
+        let id = mount_identity(fd.as_fd(), d.path()).unwrap();
+        let md = std::fs::metadata(d.path()).unwrap();
+        assert_eq!(id.ino, std::os::unix::fs::MetadataExt::ino(&md));
+        // A fresh temp dir is not a mount point.
+        assert_eq!(id.mnt_id, id.parent_mnt_id);
+        assert!(!is_mount_point(d.path()).unwrap());
+        assert!(open_dir(&d.path().join("nope")).is_err());
+    }
+
+    #[test]
+    fn descriptor_checks() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(fd_is_open(f.as_raw_fd()));
+        assert!(!fd_is_open(-1));
+    }
+}
