@@ -167,6 +167,10 @@ exec \"$VERITY\" soft-reboot exec --keep-fd {fd}:store"
         );
     }
     assert!(err.contains("WITHOUT verification"), "{err}");
+    assert!(
+        err.contains("admitted with --dangerous-premounted"),
+        "{err}"
+    );
     drop(store);
 }
 

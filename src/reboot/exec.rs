@@ -168,6 +168,12 @@ fn precheck(opts: &ExecOptions) -> Result<(Checked, StageRecord), SwitchError> {
     })?;
     let record = StageRecord::parse(&bytes)
         .map_err(|e| refused(format!("{}: {e}", opts.record.display())))?;
+    if !record.dangerous.is_empty() {
+        eprintln!(
+            "verity: warning: the staged root was admitted with --dangerous-{}: it was not verified or measured",
+            record.dangerous.join(", --dangerous-")
+        );
+    }
     let nr = &opts.nextroot;
     let root = pivot::open_dir(nr).map_err(|e| refused(format!("nextroot: {e}")))?;
     let now: Observed = observe(&root, nr).map_err(|e| refused(format!("nextroot: {e}")))?;
