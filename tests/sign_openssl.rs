@@ -301,3 +301,51 @@ fn openssl_systemd_repart_style_signature_round_trips_through_default_trust_dirs
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only embedded"));
 }
+
+#[test]
+fn openssl_cms_keyid_signers_are_matched_by_subject_key_identifier() {
+    // `cms -keyid` names the signer by subjectKeyIdentifier (SignerInfo v3) instead of issuer+serial.
+    let d = Dir::new();
+    let content = d.write("roothash", ROOT.as_bytes());
+    let trust = d.trust("trust", &["leaf.crt"]);
+    let sig = d.path("keyid.p7s");
+    for noattr in [true, false] {
+        let mut args = vec![
+            "cms", "-sign", "-keyid", "-nocerts", "-binary", "-in", &content, "-outform", "der",
+            "-out", &sig,
+        ];
+        let (k, c) = (key("leaf.key"), key("leaf.crt"));
+        args.extend(["-inkey", &k, "-signer", &c]);
+        if noattr {
+            args.push("-noattr");
+        }
+        openssl(&args);
+        let asn1 = run("openssl", &["asn1parse", "-inform", "der", "-in", &sig]);
+        assert!(String::from_utf8_lossy(&asn1.stdout).contains("cont [ 0 ]"));
+        let o = verity(&[
+            "verify-signature",
+            "--root-hash",
+            ROOT,
+            "--signature",
+            &sig,
+            "--trust",
+            &trust,
+        ]);
+        assert!(
+            o.status.success(),
+            "noattr={noattr}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let other = ROOT.replace('9', "7");
+        let o = verity(&[
+            "verify-signature",
+            "--root-hash",
+            &other,
+            "--signature",
+            &sig,
+            "--trust",
+            &trust,
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+    }
+}

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
 mod dmverity;
+mod image;
 mod progress;
 mod reboot;
 mod sign;
@@ -70,6 +71,8 @@ enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
     #[command(flatten)]
+    Image(image::Command),
+    #[command(flatten)]
     Sign(sign::Command),
     #[command(flatten)]
     Reboot(reboot::Command),
@@ -125,6 +128,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
         Command::Reboot(c) => reboot::run(c),
     };

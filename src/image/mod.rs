@@ -1,2 +1,71 @@
 //! Extension and root images: DDI (GPT) dissection and building, the signature partition, sidecar
 //! images, extension-release matching and image policy.
+//!
+//! Pure core: [`gpt`], [`sigpart`], [`release`], [`policy`], [`arch`]. I/O edge: [`ddi`] (dissect a
+//! DDI from an open file), [`sidecar`], [`build`] (mkfs.erofs/mksquashfs children), [`fsread`]
+//! (reading one file out of a verified file-system image without mounting it), [`trust`], and
+//! [`mod@verify`], the only place that mints [`crate::gate::Verified`] for images.
+//!
+//! An image is opened once ([`Dissected::open`] takes a [`std::fs::File`]); everything afterwards,
+//! including the [`verify::VerifiedImage`] handed to the merge pipeline, reads that descriptor.
+
+pub mod arch;
+pub mod build;
+pub mod ddi;
+pub mod fsread;
+pub mod gpt;
+pub mod policy;
+pub mod release;
+pub mod sidecar;
+pub mod sigpart;
+pub mod trust;
+pub mod verify;
+
+pub use ddi::{DissectError, DissectOptions, Dissected, Layout};
+pub use verify::{verify, Report, VerifiedImage, VerifyOptions};
+
+/// Which kind of extension an image is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// A system extension (extends /usr and /opt).
+    Sysext,
+    /// A configuration extension (extends /etc).
+    Confext,
+}
+
+impl Class {
+    /// Parses `sysext` or `confext`.
+    pub fn from_name(s: &str) -> Option<Class> {
+        match s {
+            "sysext" => Some(Class::Sysext),
+            "confext" => Some(Class::Confext),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Sysext => "sysext",
+            Class::Confext => "confext",
+        }
+    }
+
+    /// The class a file name asks for (`foo.sysext.raw`, `foo.confext.raw`), if any.
+    pub fn from_file_name(name: &str) -> Option<Class> {
+        if name.ends_with(".sysext.raw") {
+            Some(Class::Sysext)
+        } else if name.ends_with(".confext.raw") {
+            Some(Class::Confext)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

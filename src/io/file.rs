@@ -13,6 +13,9 @@ pub struct FileSource {
     size: u64,
     path: PathBuf,
     sparse_aware: bool,
+    /// The last data extent found. SEEK_HOLE scans forward to the next hole (to the end of a
+    /// dense file on tmpfs), so without this cache each chunk would rescan the rest of the file.
+    extent: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// Size of a regular file or block device.
@@ -42,6 +45,7 @@ impl FileSource {
             size,
             path: path.to_path_buf(),
             sparse_aware,
+            extent: std::sync::Mutex::new(None),
         })
     }
 
@@ -69,6 +73,12 @@ impl BlockSource for FileSource {
         if !self.sparse_aware {
             return Ok(vec![(start, end)]);
         }
+        let mut cached = self.extent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((a, b)) = *cached {
+            if a <= start && end <= b {
+                return Ok(vec![(start, end)]);
+            }
+        }
         let mut out = Vec::new();
         let mut pos = start;
         while pos < end {
@@ -86,6 +96,7 @@ impl BlockSource for FileSource {
                 break;
             }
             let hole = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Hole(data))?;
+            *cached = Some((data, hole));
             out.push((data, hole.min(end)));
             pos = hole;
         }

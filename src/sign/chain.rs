@@ -93,3 +93,59 @@ pub fn verify_chain(signer: &Signer, cas: &TrustStore, now: SystemTime) -> Resul
         issuer: leaf.issuer().to_string(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::cert_from_pem;
+    use std::time::Duration;
+
+    fn signer(pem: &[u8]) -> Signer {
+        let der = cert_from_pem(pem).unwrap();
+        Signer {
+            fingerprint: [0; 32],
+            subject: cert_subject(&der),
+            cert_der: der,
+        }
+    }
+
+    fn at(unix: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(unix)
+    }
+
+    const LEAF: &[u8] = include_bytes!("../../keys/leaf.crt");
+    const EXPIRED: &[u8] = include_bytes!("../../keys/expired.crt");
+    const CA: &[u8] = include_bytes!("../../keys/ca.crt");
+    const RSA: &[u8] = include_bytes!("../../keys/rsa2048.crt");
+    // 2030-01-01, inside the leaf's and the CA's validity; 2019-01-01, before both.
+    const Y2030: u64 = 1_893_456_000;
+    const Y2019: u64 = 1_546_300_800;
+
+    fn cas(pems: &[&[u8]]) -> TrustStore {
+        TrustStore::from_certs(pems.iter().map(|p| cert_from_pem(p).unwrap()).collect())
+    }
+
+    #[test]
+    fn chain_verdicts() {
+        let ca = cas(&[CA]);
+        assert_eq!(verify_chain(&signer(LEAF), &ca, at(Y2030)), Ok(()));
+        let cases: Vec<(&[u8], TrustStore, u64, &str)> = vec![
+            (EXPIRED, cas(&[CA]), Y2030, "expired at"),
+            (LEAF, cas(&[CA]), Y2019, "is not valid before"),
+            (
+                RSA,
+                cas(&[CA]),
+                Y2030,
+                "no CA certificate in the CA directories issued",
+            ),
+            (LEAF, cas(&[RSA]), Y2030, "no CA certificate"),
+            (RSA, cas(&[RSA]), Y2030, "it is not a CA"),
+        ];
+        for (cert, store, now, want) in cases {
+            let e = verify_chain(&signer(cert), &store, at(now))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+}

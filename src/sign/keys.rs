@@ -183,7 +183,7 @@ impl SigningKey {
         }
     }
 
-    /// Signs `msg` (hashing it with [`SigningKey::digest_oid`]'s algorithm).
+    /// Signs `msg`, hashing it with SHA-256 (RSA, P-256) or SHA-384 (P-384).
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let rng = SystemRandom::new();
         match self {

@@ -84,7 +84,7 @@ pub fn sign_with(
     root_hex: &str,
     embed_cert: bool,
 ) -> Result<Vec<u8>, SignError> {
-    if root_hex.len() % 2 != 0 || !is_lower_hex(root_hex.as_bytes()) {
+    if !root_hex.len().is_multiple_of(2) || !is_lower_hex(root_hex.as_bytes()) {
         return Err(SignError::RootHashNotCanonical(root_hex.to_string()));
     }
     let cert = Certificate::from_der(cert_der).map_err(|e| SignError::Cert(e.to_string()))?;
@@ -180,6 +180,7 @@ fn parse(sig: &[u8]) -> Result<Parsed, SignError> {
     }
     let info = sd.signer_infos.0.into_vec().remove(0);
     let digest = digest_alg(&info.digest_alg.oid)?;
+    check_consistency(&sd.version, &sd.digest_algorithms, &info)?;
     let embedded = sd
         .certificates
         .map(|set| {
@@ -197,6 +198,49 @@ fn parse(sig: &[u8]) -> Result<Parsed, SignError> {
         digest,
         embedded,
     })
+}
+
+/// The fields openssl and the kernel do not use for the check itself but that a well-formed
+/// signature gets right; refusing odd values keeps what we accept close to what we produce.
+fn check_consistency(
+    version: &CmsVersion,
+    digests: &SetOfVec<AlgorithmIdentifierOwned>,
+    info: &SignerInfo,
+) -> Result<(), SignError> {
+    let bad = |m: String| Err(SignError::Malformed(m));
+    if !matches!(
+        version,
+        CmsVersion::V1 | CmsVersion::V3 | CmsVersion::V4 | CmsVersion::V5
+    ) {
+        return bad(format!(
+            "SignedData version {version:?} is not 1, 3, 4 or 5"
+        ));
+    }
+    let want = match info.sid {
+        SignerIdentifier::IssuerAndSerialNumber(_) => CmsVersion::V1,
+        SignerIdentifier::SubjectKeyIdentifier(_) => CmsVersion::V3,
+    };
+    if info.version != want {
+        return bad(format!(
+            "SignerInfo version {:?} does not fit its signer identifier (expected {want:?})",
+            info.version
+        ));
+    }
+    let params_ok =
+        |a: &AlgorithmIdentifierOwned| a.parameters.as_ref().is_none_or(|p| p == &Any::null());
+    if !params_ok(&info.digest_alg) {
+        return bad("the digest algorithm has parameters other than NULL".into());
+    }
+    if !digests
+        .iter()
+        .any(|d| d.oid == info.digest_alg.oid && params_ok(d))
+    {
+        return bad(format!(
+            "the SignedData digestAlgorithms do not list the signer's digest {}",
+            info.digest_alg.oid
+        ));
+    }
+    Ok(())
 }
 
 fn digest_alg(oid: &ObjectIdentifier) -> Result<HashAlg, SignError> {

@@ -259,3 +259,25 @@ fn a_key_that_is_not_the_trusted_certificates_is_named() {
     let s = verify_signature(&bare, ROOT.as_bytes(), &both).unwrap();
     assert_eq!(s.cert_der, der(IMPOSTOR));
 }
+
+#[test]
+fn every_single_byte_corruption_is_handled_without_panic() {
+    // A cheap stand-in for the fuzz target: flip and cut at every position of a signature with an
+    // embedded certificate. Nothing may panic; a flip anywhere outside the embedded certificate
+    // (which is never used for trust) must be refused.
+    let sig = sign_root_hash(PAIRS[2].key, PAIRS[2].cert, ROOT, true).unwrap();
+    let cert = der(PAIRS[2].cert);
+    let cert_at = sig
+        .windows(cert.len())
+        .position(|w| w == cert.as_slice())
+        .unwrap();
+    let trust = store(&[PAIRS[2].cert, PAIRS[0].cert]);
+    for i in 0..sig.len() {
+        let mut bad = sig.clone();
+        bad[i] ^= 0x01;
+        let r = verify_signature(&bad, ROOT.as_bytes(), &trust);
+        let in_cert = (cert_at..cert_at + cert.len()).contains(&i);
+        assert!(in_cert || r.is_err(), "flip at {i} accepted");
+        assert!(verify_signature(&sig[..i], ROOT.as_bytes(), &trust).is_err());
+    }
+}
