@@ -13,7 +13,10 @@ fn keys() -> PathBuf {
 
 /// A minimal OS tree; `init` is (path, contents, mode) and the interpreter /bin/sh is a stub ELF
 /// (only its header is checked at build time).
-fn tree(dir: &Path, os_release: bool, init: Option<(&str, &[u8], u32)>) -> PathBuf {
+/// An init file to place: (path inside the tree, contents, mode).
+type Init<'a> = Option<(&'a str, &'a [u8], u32)>;
+
+fn tree(dir: &Path, os_release: bool, init: Init<'_>) -> PathBuf {
     let t = dir.join("tree");
     for d in ["bin", "sbin", "etc", "usr/lib", "dev", "proc", "sys", "run"] {
         std::fs::create_dir_all(t.join(d)).unwrap();
@@ -94,7 +97,7 @@ fn erofs_image_build_class_root_makes_a_signed_ddi_of_an_os_tree() {
 
 #[test]
 fn erofs_image_build_class_root_refuses_trees_that_cannot_boot() {
-    let cases: Vec<(&str, bool, Option<(&str, &[u8], u32)>, &str)> = vec![
+    let cases: Vec<(&str, bool, Init<'_>, &str)> = vec![
         ("no init", true, None, "no usable init"),
         (
             "no os-release",
