@@ -52,6 +52,13 @@ bench() { # name file
       "$(echo "$ms / $mv" | bc -l)"
   done
   echo "$name   verity verify peak RSS: $((rss / 1024)) MiB"
+  # CPU seconds (user + sys) of one run each: unlike wall time, stable on a loaded machine.
+  for tool in "$V" "$VS"; do
+    rm -f "$DIR/c.hash"
+    f=$( { /usr/bin/time -f '%U %S' "$tool" format --salt=$SALT "$img" "$DIR/c.hash" > /dev/null; } 2>&1 | tail -1)
+    v=$( { /usr/bin/time -f '%U %S' "$tool" verify "$img" "$DIR/c.hash" "$root"; } 2>&1 | tail -1)
+    printf '%-7s CPU s (user sys) %-12s format %s  verify %s\n' "$name" "$(basename "$tool")" "$f" "$v"
+  done
 }
 
 echo "verity bench: $RUNS runs each, $(nproc) cores, files in $DIR"

@@ -10,9 +10,12 @@ use crate::verity::superblock::{parse_uuid, uuid_to_string, SUPERBLOCK_SIZE};
 use crate::verity::verify::{verify_image, VerifyOptions};
 use crate::verity::{build::build_tree, BlockSource, Geometry, Params, Superblock};
 use clap::{Args, Subcommand};
+use fec::FecArgs;
 use serde_json::json;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+
+mod fec;
 
 /// Options that take a separate value, for moving options that precede the verb.
 pub(super) const OPTIONS_WITH_VALUES: &[&str] = &[
@@ -45,6 +48,10 @@ pub enum Command {
     /// Print the superblock of HASH (veritysetup dump).
     #[command(disable_help_flag = true, args_override_self = true)]
     Dump(DumpArgs),
+    /// Correct bad data and hash blocks from the FEC parity and write them back, once the whole
+    /// tree verifies with them; writes nothing if something cannot be corrected.
+    #[command(disable_help_flag = true)]
+    Repair(RepairArgs),
 }
 
 /// Options shared by the veritysetup verbs.
@@ -105,6 +112,8 @@ pub struct FormatArgs {
     /// Write the root hash (hex, no newline) to this file.
     #[arg(long)]
     pub root_hash_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub fec: FecArgs,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +139,28 @@ pub struct VerifyArgs {
     /// verity.d directories).
     #[arg(long = "trust")]
     pub trust: Vec<PathBuf>,
+    #[command(flatten)]
+    pub fec: FecArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    /// Data device or file (written in place).
+    pub data: PathBuf,
+    /// Hash device or file (written in place).
+    pub hash_device: PathBuf,
+    /// Root hash as hex (or use --root-hash-file).
+    pub root_hash: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Read the root hash from this file.
+    #[arg(long)]
+    pub root_hash_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub fec: FecArgs,
+    /// Also re-encode the parity and rewrite the parts of it that are damaged.
+    #[arg(long)]
+    pub rebuild_parity: bool,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +169,8 @@ pub struct DumpArgs {
     pub hash_device: PathBuf,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub fec: FecArgs,
 }
 
 pub fn run(cmd: Command) -> CliResult {
@@ -145,6 +178,7 @@ pub fn run(cmd: Command) -> CliResult {
         Command::Format(a) => format(a),
         Command::Verify(a) => verify(a),
         Command::Dump(a) => dump(a),
+        Command::Repair(a) => repair(a),
     }
 }
 
@@ -211,7 +245,10 @@ struct Facts<'a> {
     uuid: Option<[u8; 16]>,
     geom: &'a Geometry,
     root: Option<&'a [u8]>,
-    hash_device_size: u64,
+    /// veritysetup prints the hash device size only for a tree at offset 0.
+    hash_device_size: Option<u64>,
+    /// FEC lines: after "Hash algorithm", and at the end.
+    fec: Option<(Vec<String>, Vec<String>)>,
 }
 
 fn print_facts(f: &Facts, json_out: bool) {
@@ -236,6 +273,19 @@ fn print_facts(f: &Facts, json_out: bool) {
             "hash_start_block": f.geom.hash_start_block,
             "hash_device_size": f.hash_device_size,
         });
+        if let Some((mid, end)) = &f.fec {
+            let pairs: serde_json::Map<String, serde_json::Value> = mid
+                .iter()
+                .chain(end)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| {
+                    let v = v.trim().trim_end_matches(" [bytes]");
+                    let key = k.to_ascii_lowercase().replace(' ', "_");
+                    (key, v.parse::<u64>().map(Into::into).unwrap_or(v.into()))
+                })
+                .collect();
+            v["fec"] = pairs.into();
+        }
         if let Some(r) = f.root {
             v["root_hash"] = hex::encode(r).into();
         }
@@ -250,11 +300,28 @@ fn print_facts(f: &Facts, json_out: bool) {
     println!("Hash blocks:     \t{}", f.geom.tree_blocks());
     println!("Hash block size: \t{}", p.hash_block_size);
     println!("Hash algorithm:  \t{}", p.alg.name());
+    for l in f.fec.iter().flat_map(|(mid, _)| mid) {
+        println!("{l}");
+    }
     println!("Salt:            \t{salt}");
     if let Some(r) = f.root {
         println!("Root hash:      \t{}", hex::encode(r));
     }
-    println!("Hash device size: \t{} [bytes]", f.hash_device_size);
+    if let Some(size) = f.hash_device_size {
+        println!("Hash device size: \t{size} [bytes]");
+    }
+    for l in f.fec.iter().flat_map(|(_, end)| end) {
+        println!("{l}");
+    }
+}
+
+/// veritysetup's "Hash device size": the tree's end, plus the parity when it follows the tree on
+/// the same device; only printed for a tree at offset 0.
+fn hash_device_size(c: &CommonArgs, geom: &Geometry, fec_on_hash_blocks: u64) -> Option<u64> {
+    (c.hash_offset == 0).then(|| {
+        (geom.hash_start_block + geom.tree_blocks() + fec_on_hash_blocks)
+            * geom.params.hash_block_size as u64
+    })
 }
 
 fn format(a: FormatArgs) -> CliResult {
@@ -367,6 +434,22 @@ fn format(a: FormatArgs) -> CliResult {
         file.set_len(end)
             .map_err(|e| op_err(format!("extending {}: {e}", a.hash_device.display())))?;
     }
+    let fec_facts = match &a.fec.fec_device {
+        Some(fp) => {
+            let (l, on_hash) = fec::format_parity(
+                &a.fec,
+                fp,
+                &a.hash_device,
+                &a.data,
+                &geom,
+                &data,
+                &file,
+                c.json,
+            )?;
+            Some((l, on_hash))
+        }
+        None => None,
+    };
     file.sync_all()
         .map_err(|e| op_err(format!("syncing {}: {e}", a.hash_device.display())))?;
     if let Some(p) = pending {
@@ -377,14 +460,18 @@ fn format(a: FormatArgs) -> CliResult {
         crate::io::output::write_atomic(rf, hex::encode(&root).as_bytes())
             .map_err(|e| op_err(format!("writing root hash file {}: {e}", rf.display())))?;
     }
-    let size = crate::io::file::file_size(&file).unwrap_or(end);
+    let on_hash_blocks = match &fec_facts {
+        Some((l, true)) => l.parity_blocks(),
+        _ => 0,
+    };
     print_facts(
         &Facts {
             hash_path: &a.hash_device,
             uuid: (!c.no_superblock).then_some(uuid),
             geom: &geom,
             root: Some(&root),
-            hash_device_size: size,
+            hash_device_size: hash_device_size(c, &geom, on_hash_blocks),
+            fec: fec_facts.map(|(l, on_hash)| fec::fact_lines(&l, &a.fec, on_hash)),
         },
         c.json,
     );
@@ -498,6 +585,19 @@ fn verify(a: VerifyArgs) -> CliResult {
     let data = open_source(&a.data, "data device")?;
     let hash = open_source(&a.hash_device, "hash device")?;
     let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
+    if let Some(fp) = &a.fec.fec_device {
+        return fec::verify_with_fec(
+            &a.fec,
+            fp,
+            &a.data,
+            &a.hash_device,
+            &geom,
+            &data,
+            &hash,
+            &root,
+            c.json,
+        );
+    }
     let bar = bytes_bar(geom.data_size(), c.json, "verifying");
     let report = verify_image(
         &geom,
@@ -563,15 +663,64 @@ fn dump(a: DumpArgs) -> CliResult {
         ));
     }
     let (geom, uuid) = load_geometry(c, &hash, &a.hash_device, None)?;
+    let fec_facts = match &a.fec.fec_device {
+        Some(fp) => Some(fec::layout(&a.fec, fp, &a.hash_device, &geom, hash.size())?),
+        None => None,
+    };
+    let on_hash_blocks = match &fec_facts {
+        Some((l, true)) => l.parity_blocks(),
+        _ => 0,
+    };
     print_facts(
         &Facts {
             hash_path: &a.hash_device,
             uuid,
             geom: &geom,
             root: None,
-            hash_device_size: hash.size(),
+            hash_device_size: hash_device_size(c, &geom, on_hash_blocks),
+            fec: fec_facts.map(|(l, on_hash)| fec::fact_lines(&l, &a.fec, on_hash)),
         },
         c.json,
     );
     Ok(())
+}
+
+fn open_rw(path: &Path, what: &str) -> Result<FileSource, CliError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            op_err(format!(
+                "cannot open {what} {} for writing: {e}",
+                path.display()
+            ))
+        })?;
+    FileSource::from_file(f, path).map_err(|e| op_err(format!("{}: {e}", path.display())))
+}
+
+fn repair(a: RepairArgs) -> CliResult {
+    let c = &a.common;
+    check_common(c)?;
+    let root = read_root(a.root_hash.as_deref(), a.root_hash_file.as_deref())?;
+    if a.fec.fec_device.is_none() {
+        return Err(op_err(
+            "repair needs --fec-device (and --fec-roots if not 2)",
+        ));
+    }
+    // Opened read-write once: the blocks that are verified are read and written through these.
+    let data = open_rw(&a.data, "data device")?;
+    let hash = open_rw(&a.hash_device, "hash device")?;
+    let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
+    fec::repair(
+        &a.fec,
+        a.rebuild_parity,
+        &a.data,
+        &a.hash_device,
+        &geom,
+        &data,
+        &hash,
+        &root,
+        c.json,
+    )
 }

@@ -5,10 +5,12 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
 mod dmverity;
+mod ext;
 mod image;
 mod progress;
 mod reboot;
 mod sign;
+mod tpm;
 
 /// What went wrong, and so which exit code.
 #[derive(Debug)]
@@ -71,11 +73,15 @@ enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
     #[command(flatten)]
+    Ext(ext::Command),
+    #[command(flatten)]
     Image(image::Command),
     #[command(flatten)]
     Sign(sign::Command),
     #[command(flatten)]
     Reboot(reboot::Command),
+    #[command(flatten)]
+    Tpm(tpm::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -128,9 +134,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
         Command::Reboot(c) => reboot::run(c),
+        Command::Tpm(c) => tpm::run(c),
     };
     match res {
         Ok(()) => 0,

@@ -1,2 +1,263 @@
-//! Measurement: PCR bank math, the systemd-compatible event log, and the `Tpm` trait with its
-//! tss-esapi and software implementations.
+//! Measurement: PCR bank math ([`pcr`]), systemd's event log ([`eventlog`], [`logfile`]), the
+//! [`Tpm`] trait with its software model and tss-esapi implementation, and the measuring step
+//! that mints [`Measured`] tokens.
+//!
+//! The contract (DESIGN.md 5): an admitted image is measured into PCR 13 (sysext), 12 (confext)
+//! or 15 (a soft-reboot root), configurable, as the event string
+//! `<class>:<name>:<root-hash-hex>:<signer>` (signer: lower-case hex SHA-256 of the signer
+//! certificate's DER, or `unsigned`); every active bank is extended with H(string as UTF-8, no
+//! NUL), and the same digests go into one event-log record whose eventType is the class.
+//!
+//! Order, and why: the log is locked first and marked in progress (sticky bit), then the PCR is
+//! extended, then the record is appended and the mark cleared. A crash in between leaves a log
+//! that says it is torn instead of one that silently disagrees with the TPM. The token is minted
+//! only after both the extend and the append succeeded.
+
+pub mod eventlog;
+pub mod logfile;
+pub mod pcr;
+pub mod tpm;
+
+#[cfg(feature = "tpm")]
+pub mod esapi;
+
+pub use crate::gate::MeasurementRecord;
+pub use eventlog::{LogRecord, NewRecord};
+pub use logfile::{EventLog, LogFileError, LogWriter, DEFAULT_EVENT_LOG};
+pub use pcr::PcrError;
+pub use tpm::{open_tpm, SoftTpm, Tpm, TpmError, TpmSpec, DEFAULT_TPM};
+
+use crate::digest::HashAlg;
+use crate::gate::{Measured, Verified};
+use crate::hex;
+use thiserror::Error;
+
+/// Default PCR for system extensions.
+pub const PCR_SYSEXT: u32 = 13;
+/// Default PCR for configuration extensions.
+pub const PCR_CONFEXT: u32 = 12;
+/// Default PCR for a soft-reboot root (nextroot).
+pub const PCR_NEXTROOT: u32 = 15;
+
+/// The classes an event can have; each is also the record's eventType.
+pub const CLASSES: &[&str] = &["sysext", "confext", "nextroot"];
+
+/// The default PCR for a class.
+pub fn default_pcr(class: &str) -> Option<u32> {
+    match class {
+        "sysext" => Some(PCR_SYSEXT),
+        "confext" => Some(PCR_CONFEXT),
+        "nextroot" => Some(PCR_NEXTROOT),
+        _ => None,
+    }
+}
+
+/// The root-hash field of an image admitted without dm-verity (only through a `--dangerous-...`
+/// bypass): the weakened chain is measured and logged under this name rather than hidden.
+pub const UNPROTECTED: &str = "unprotected";
+
+/// Why an event description was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EventError {
+    #[error("unknown class {0:?} (sysext, confext or nextroot)")]
+    UnknownClass(String),
+    #[error("image name {name:?} {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("root hash {hash:?} {why}")]
+    BadRootHash { hash: String, why: &'static str },
+    #[error(
+        "signer {0:?} is not the lower-case hex SHA-256 of a certificate (64 hex digits); leave \
+         it out for unsigned images"
+    )]
+    BadSigner(String),
+}
+
+/// What is measured for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEvent {
+    /// sysext, confext or nextroot.
+    pub class: String,
+    /// The image name (as in extension-release.NAME).
+    pub name: String,
+    /// The dm-verity root hash, lower-case hex, or [`UNPROTECTED`].
+    pub root_hash_hex: String,
+    /// The lower-case hex SHA-256 of the signer certificate's DER; None for unsigned images.
+    pub signer: Option<String>,
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ImageEvent {
+    /// `<class>:<name>:<root-hash-hex>:<signer>`.
+    pub fn event_string(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.class,
+            self.name,
+            self.root_hash_hex,
+            self.signer.as_deref().unwrap_or("unsigned")
+        )
+    }
+
+    /// Checks every field, so that the event string parses back into exactly these fields: no
+    /// `:` in the name, canonical lower-case hex elsewhere.
+    pub fn validate(&self) -> Result<(), EventError> {
+        if !CLASSES.contains(&self.class.as_str()) {
+            return Err(EventError::UnknownClass(self.class.clone()));
+        }
+        let bad_name = |why| EventError::BadName {
+            name: self.name.clone(),
+            why,
+        };
+        if self.name.is_empty() {
+            return Err(bad_name("is empty"));
+        }
+        if self.name.len() > 255 {
+            return Err(bad_name("is longer than 255 bytes"));
+        }
+        if self.name.contains(':') {
+            return Err(bad_name(
+                "contains ':', which separates the event string's fields",
+            ));
+        }
+        if self.name.contains('/') || self.name.chars().any(char::is_control) {
+            return Err(bad_name("contains '/' or a control character"));
+        }
+        let h = &self.root_hash_hex;
+        if h == UNPROTECTED {
+            return self.validate_signer();
+        }
+        let bad_hash = |why| EventError::BadRootHash {
+            hash: h.clone(),
+            why,
+        };
+        if h.is_empty() || !h.len().is_multiple_of(2) || h.len() > 128 {
+            return Err(bad_hash("is not 1-64 bytes of hex"));
+        }
+        if !is_lower_hex(h) {
+            return Err(bad_hash("is not lower-case hex"));
+        }
+        self.validate_signer()
+    }
+
+    fn validate_signer(&self) -> Result<(), EventError> {
+        if let Some(s) = &self.signer {
+            if s.len() != 64 || !is_lower_hex(s) {
+                return Err(EventError::BadSigner(s.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a measurement failed. In every case no token was minted.
+#[derive(Debug, Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Pcr(#[from] PcrError),
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+    #[error(
+        "the TPM has no active sha256 PCR bank (active: {}); the event log and every policy \
+         need sha256: allocate it (tpm2_pcrallocate) and reset the TPM",
+        names(.active)
+    )]
+    NoSha256Bank { active: Vec<HashAlg> },
+    #[error(transparent)]
+    Log(#[from] LogFileError),
+    #[error(
+        "PCR {pcr} was extended but the event-log record could not be written, so the log is \
+         now marked torn: {source}"
+    )]
+    LogAfterExtend { pcr: u32, source: LogFileError },
+}
+
+fn names(banks: &[HashAlg]) -> String {
+    if banks.is_empty() {
+        return "none".into();
+    }
+    banks
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Measures one event with the log already locked (take [`EventLog::lock_for_append`] before
+/// opening a TPM that serves one client at a time, such as swtpm, so concurrent measurers queue
+/// on the lock rather than deadlock on the TPM connection).
+pub fn measure_event_locked(
+    tpm: &mut dyn Tpm,
+    log: &mut LogWriter,
+    pcr: u32,
+    ev: &ImageEvent,
+) -> Result<MeasurementRecord, MeasureError> {
+    ev.validate()?;
+    pcr::check_pcr(pcr)?;
+    let banks = tpm.active_banks()?;
+    if !banks.contains(&HashAlg::Sha256) {
+        return Err(MeasureError::NoSha256Bank { active: banks });
+    }
+    let event = ev.event_string();
+    let digests = pcr::event_digests(&banks, &event);
+    log.mark_in_progress()?;
+    if let Err(e) = tpm.pcr_extend(pcr, &digests) {
+        if e.tpm_unchanged() {
+            // Nothing happened: the log is still complete. If even clearing fails, the log
+            // stays marked torn, which errs on the safe side.
+            let _ = log.clear_in_progress();
+        }
+        return Err(e.into());
+    }
+    let record = NewRecord {
+        pcr,
+        digests: digests.clone(),
+        string: event.clone(),
+        boot_id: logfile::boot_id(),
+        timestamp_us: logfile::boottime_us(),
+        event_type: ev.class.clone(),
+    };
+    log.append(&record)
+        .map_err(|source| MeasureError::LogAfterExtend { pcr, source })?;
+    Ok(MeasurementRecord {
+        pcr,
+        event,
+        digests: digests
+            .iter()
+            .map(|(b, d)| (b.name().to_string(), hex::encode(d)))
+            .collect(),
+    })
+}
+
+/// Measures one event: locks the log, extends every active bank of `pcr`, appends the record.
+/// The low-level step behind `verity measure`.
+pub fn measure_event(
+    tpm: &mut dyn Tpm,
+    log: &EventLog,
+    pcr: u32,
+    ev: &ImageEvent,
+) -> Result<MeasurementRecord, MeasureError> {
+    let mut w = log.lock_for_append()?;
+    measure_event_locked(tpm, &mut w, pcr, ev)
+}
+
+/// The pipeline's measuring step: the only way to turn a [`Verified`] thing into a [`Measured`]
+/// one, and only after the extend and the log append both succeeded.
+pub fn measure<T>(
+    verified: Verified<T>,
+    tpm: &mut dyn Tpm,
+    log: &EventLog,
+    pcr: u32,
+    ev: &ImageEvent,
+) -> Result<Measured<Verified<T>>, MeasureError> {
+    let record = measure_event(tpm, log, pcr, ev)?;
+    Ok(Measured::mint(verified, record))
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,3 +4,7 @@
 pub mod pidfd;
 #[allow(unsafe_code)]
 pub mod pivot;
+pub mod loopdev;
+pub mod memfd;
+pub mod mount;
+pub mod sha256_mb;

@@ -69,7 +69,9 @@ pub(crate) fn read_blocks<S: BlockSource + ?Sized>(
 }
 
 /// Hashes `count` blocks of `buf` into `out` (digest-size slots back to back), in parallel; blocks
-/// without data get `zero_digest` without being hashed.
+/// without data get `zero_digest` without being hashed. Each task hands its runs of consecutive
+/// data blocks to [`BlockHasher::hash_many`] in one call, so the multi-buffer kernel sees whole
+/// 16-block passes; tasks are 64 blocks (4 passes) up to 4 KiB blocks, 16 above.
 pub(crate) fn hash_blocks(
     hasher: &BlockHasher,
     block_size: usize,
@@ -79,17 +81,29 @@ pub(crate) fn hash_blocks(
     out: &mut [u8],
 ) {
     let d = hasher.digest_size();
-    const PER_TASK: usize = 32;
-    out.par_chunks_mut(d * PER_TASK)
+    let per_task = if block_size <= 4096 { 64 } else { 16 };
+    out.par_chunks_mut(d * per_task)
         .enumerate()
         .for_each(|(t, outs)| {
-            for (i, o) in outs.chunks_mut(d).enumerate() {
-                let k = t * PER_TASK + i;
-                if has_data[k] {
-                    hasher.hash_into(&buf[k * block_size..(k + 1) * block_size], o);
+            let first = t * per_task;
+            let n = outs.len() / d;
+            let mut i = 0;
+            while i < n {
+                let data = has_data[first + i];
+                let run = has_data[first + i..first + n]
+                    .iter()
+                    .take_while(|&&h| h == data)
+                    .count();
+                let o = &mut outs[i * d..(i + run) * d];
+                if data {
+                    let (a, b) = ((first + i) * block_size, (first + i + run) * block_size);
+                    hasher.hash_many(&buf[a..b], block_size, o);
                 } else {
-                    o.copy_from_slice(zero_digest);
+                    for z in o.chunks_mut(d) {
+                        z.copy_from_slice(zero_digest);
+                    }
                 }
+                i += run;
             }
         });
 }
@@ -310,6 +324,38 @@ mod tests {
             levels.push(blocks);
         }
         (levels, layer[0].clone(), data)
+    }
+
+    #[test]
+    fn hash_blocks_batches_runs_and_fills_holes_with_the_zero_digest() {
+        // Runs of data and holes of every length around the 16-block pass and 64-block task
+        // sizes, for the batch path (sha256) and the per-block path (sha1).
+        let pattern: Vec<bool> = (0..700u32)
+            .map(|i| (i * 7919 / 37) % 5 != 0 || (100..130).contains(&i))
+            .collect();
+        for (alg, bs) in [
+            (HashAlg::Sha256, 4096),
+            (HashAlg::Sha256, 512),
+            (HashAlg::Sha1, 512),
+        ] {
+            for hash_type in [0, 1] {
+                let h = BlockHasher::new(alg, b"salty", hash_type);
+                let n = pattern.len();
+                let buf: Vec<u8> = (0..n * bs).map(|i| (i * 31 % 253) as u8).collect();
+                let zero = vec![0xAA; h.digest_size()];
+                let d = h.digest_size();
+                let mut out = vec![0u8; n * d];
+                hash_blocks(&h, bs, &buf, &pattern, &zero, &mut out);
+                for (k, got) in out.chunks(d).enumerate() {
+                    let want = if pattern[k] {
+                        h.clone().with_batch(None).hash(&buf[k * bs..(k + 1) * bs])
+                    } else {
+                        zero.clone()
+                    };
+                    assert_eq!(got, &want[..], "{alg} bs {bs} format {hash_type} block {k}");
+                }
+            }
+        }
     }
 
     #[test]

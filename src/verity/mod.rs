@@ -3,6 +3,7 @@
 //! [`source::BlockSink`] traits, never on files directly.
 
 pub mod build;
+pub mod fec;
 pub mod geometry;
 pub mod hasher;
 pub mod source;

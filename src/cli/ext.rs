@@ -1,0 +1,289 @@
+//! `verity sysext|confext merge|unmerge|refresh|status|list`: argument parsing and output for the
+//! gated overlay merges; the work is in `merge::engine`.
+
+use super::{failed, op_err, CliResult};
+use crate::merge::engine::{self, MergeError, MergeOptions, NoTpm};
+use crate::merge::pipeline::{Integrity, PipelineConfig};
+use crate::merge::plan::Class;
+use crate::merge::release::{parse_os_release, systemd_arch};
+use crate::merge::status;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// The two command groups.
+#[derive(Subcommand)]
+pub enum Command {
+    /// System extensions: overlays on /usr and /opt.
+    Sysext {
+        #[command(subcommand)]
+        verb: Verb,
+    },
+    /// Configuration extensions: an overlay on /etc.
+    Confext {
+        #[command(subcommand)]
+        verb: Verb,
+    },
+}
+
+/// The verbs, the same for both classes.
+#[derive(Subcommand)]
+pub enum Verb {
+    /// Verify, measure and merge every extension image found.
+    Merge(MergeArgs),
+    /// Remove our overlays (keeps unrelated submounts); nothing merged is not an error.
+    Unmerge(CommonArgs),
+    /// Replace the current merge atomically (MOVE_MOUNT_BENEATH) with a fresh one.
+    Refresh(MergeArgs),
+    /// Show which hierarchies are merged and with what.
+    Status(CommonArgs),
+    /// List discovered images (no validation).
+    List(CommonArgs),
+}
+
+/// Options every verb takes.
+#[derive(Args)]
+pub struct CommonArgs {
+    /// Operate on another tree (search paths, hierarchies, os-release under DIR).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err(format!("expected yes or no, got {s:?}")),
+    }
+}
+
+/// Options of merge and refresh.
+#[derive(Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Certificate directories (repeatable); replaces the default verity.d search path.
+    #[arg(long)]
+    trust: Vec<PathBuf>,
+    /// systemd image-policy string.
+    #[arg(long)]
+    image_policy: Option<String>,
+    /// TPM to measure into: `device:/dev/tpmrm0` (default) or `swtpm:host=H,port=P`.
+    #[arg(long)]
+    tpm: Option<String>,
+    /// Event log path.
+    #[arg(long, default_value = "/run/log/systemd/tpm2-measure.log")]
+    event_log: PathBuf,
+    /// How verified images are activated.
+    #[arg(long, value_enum, default_value = "auto")]
+    integrity: Integrity,
+    /// Any failing image stops the whole merge with nothing changed.
+    #[arg(long)]
+    strict: bool,
+    /// Mount with noexec (default: yes for confext, no for sysext).
+    #[arg(long, value_parser = parse_yes_no)]
+    noexec: Option<bool>,
+    /// Skip the extension-release compatibility check.
+    #[arg(long)]
+    force: bool,
+    /// PCR to extend (default 13 for sysext, 12 for confext).
+    #[arg(long)]
+    pcr: Option<u32>,
+    /// Merge without measuring into a TPM; the bypass is written to the event log.
+    #[arg(long)]
+    dangerous_no_tpm: bool,
+}
+
+fn host_os_release(root: &Path) -> crate::merge::release::Fields {
+    for p in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(t) = std::fs::read_to_string(root.join(p)) {
+            return parse_os_release(&t);
+        }
+    }
+    Default::default()
+}
+
+fn config(class: Class, a: &MergeArgs) -> PipelineConfig {
+    let root = a.common.root.clone();
+    PipelineConfig {
+        class,
+        in_initrd: crate::merge::discover::in_initrd(&root),
+        host: host_os_release(&root),
+        arch: systemd_arch(&rustix::system::uname().machine().to_string_lossy()).to_string(),
+        root,
+        image_policy: a.image_policy.clone(),
+        trust: a.trust.clone(),
+        integrity: a.integrity,
+        pcr: a.pcr.unwrap_or(class.default_pcr()),
+        force: a.force,
+        workspace: PathBuf::new(),
+    }
+}
+
+const WORKSPACE_BASE: &str = "/run/verity";
+
+fn print_json<T: serde::Serialize>(v: &T) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v).map_err(op_err)?);
+    Ok(())
+}
+
+fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
+    let cfg = config(class, &a);
+    if cfg.host.get("ID").map(|s| s.is_empty()).unwrap_or(true) && !a.force {
+        return Err(op_err(format!(
+            "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
+            a.common.root.display()
+        )));
+    }
+    let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if a.dangerous_no_tpm {
+        eprintln!(
+            "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR"
+        );
+        Box::new(NoTpm {
+            event_log: Some(a.event_log.clone()),
+        })
+    } else {
+        let spec = a
+            .tpm
+            .clone()
+            .unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
+        let tpm =
+            crate::measure::open_tpm(&spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        Box::new(engine::TpmMeasurer {
+            tpm,
+            log: crate::measure::EventLog::new(a.event_log.clone()),
+        })
+    };
+    let opts = MergeOptions {
+        pipeline: cfg,
+        strict: a.strict,
+        noexec: a.noexec,
+        workspace_base: PathBuf::from(WORKSPACE_BASE),
+    };
+    let out = match engine::merge(&opts, measurer.as_mut(), None, refresh) {
+        Ok(o) => o,
+        Err(MergeError::Strict(fails)) => {
+            for f in &fails {
+                eprintln!("verity: {f}");
+            }
+            if a.common.json {
+                print_json(&serde_json::json!({ "merged": [], "skipped": fails, "strict": true }))?;
+            }
+            return Err(failed(format!(
+                "--strict: {} image(s) failed, nothing merged",
+                fails.len()
+            )));
+        }
+        Err(e @ MergeError::AlreadyMerged(_)) => return Err(op_err(e)),
+        Err(e) => return Err(op_err(e)),
+    };
+    for w in &out.apply.warnings {
+        eprintln!("verity: warning: {w}");
+    }
+    for f in &out.skipped {
+        eprintln!("verity: skipped {f}");
+    }
+    if a.common.json {
+        print_json(&out)?;
+    } else {
+        for m in &out.merged {
+            println!(
+                "merged {} ({}, {}) pcr {}",
+                m.info.name,
+                m.info.path.display(),
+                m.info.protection,
+                m.measurement.pcr
+            );
+        }
+        for h in &out.apply.merged {
+            println!("{} {h}", if refresh { "refreshed" } else { "mounted" });
+        }
+        for h in &out.apply.unmerged {
+            println!("unmerged {h}");
+        }
+        if out.merged.is_empty() {
+            println!("no {} image merged", class.as_str());
+        }
+    }
+    if !out.skipped.is_empty() {
+        return Err(failed(format!("{} image(s) skipped", out.skipped.len())));
+    }
+    Ok(())
+}
+
+fn run_class(class: Class, verb: Verb) -> CliResult {
+    match verb {
+        Verb::Merge(a) => do_merge(class, a, false),
+        Verb::Refresh(a) => do_merge(class, a, true),
+        Verb::Unmerge(c) => {
+            let (done, warnings) =
+                engine::unmerge(&c.root, class, Path::new(WORKSPACE_BASE)).map_err(op_err)?;
+            for w in &warnings {
+                eprintln!("verity: warning: {w}");
+            }
+            if c.json {
+                print_json(&serde_json::json!({ "unmerged": done }))
+            } else {
+                if done.is_empty() {
+                    println!("nothing to unmerge");
+                }
+                for h in done {
+                    println!("unmerged {h}");
+                }
+                Ok(())
+            }
+        }
+        Verb::Status(c) => {
+            let st = status::status(&c.root, class);
+            if c.json {
+                return print_json(&st);
+            }
+            println!("{:<24} {:<24} SINCE", "HIERARCHY", "EXTENSIONS");
+            for s in st {
+                let ext = if s.merged {
+                    s.extensions.join(", ")
+                } else {
+                    "none".to_string()
+                };
+                let since = s.since.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+                println!("{:<24} {:<24} {since}", s.hierarchy, ext);
+            }
+            Ok(())
+        }
+        Verb::List(c) => {
+            let cands = crate::merge::discover::discover(
+                &c.root,
+                class,
+                crate::merge::discover::in_initrd(&c.root),
+            );
+            if c.json {
+                return print_json(&cands);
+            }
+            println!("{:<20} {:<10} {:<40} MTIME", "NAME", "TYPE", "PATH");
+            for x in cands {
+                let kind = serde_json::to_value(x.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                println!(
+                    "{:<20} {:<10} {:<40} {}",
+                    x.name,
+                    kind,
+                    x.path.display(),
+                    x.mtime
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs a `sysext` or `confext` command.
+pub fn run(cmd: Command) -> CliResult {
+    match cmd {
+        Command::Sysext { verb } => run_class(Class::Sysext, verb),
+        Command::Confext { verb } => run_class(Class::Confext, verb),
+    }
+}

@@ -1,0 +1,251 @@
+//! The merge verbs as a library: discover, run every image through the pipeline, plan, apply.
+//! Failures are per image (reported, skipped); `strict` turns any failure into "change nothing",
+//! decided before anything is measured or mounted over a hierarchy.
+
+use super::apply::{self, ApplyError, ApplyReport, Workspace};
+use super::discover::{discover, in_initrd, Candidate};
+use super::pipeline::{
+    prepare_image, Admitted, DmActivator, ImageFailure, ImageInfo, Measurer, PipelineConfig,
+};
+use super::plan::{plan, ExtensionInput, PlanOptions};
+use super::status::{host_path, is_ours};
+use crate::gate::{Measured, MeasurementRecord, Verified};
+use std::path::{Path, PathBuf};
+
+/// Options of merge and refresh beyond the pipeline's.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// Pipeline settings (its `workspace` is replaced by the merge's own).
+    pub pipeline: PipelineConfig,
+    /// Any failure stops everything.
+    pub strict: bool,
+    /// `--noexec`.
+    pub noexec: Option<bool>,
+    /// Where the private workspace tmpfs is mounted.
+    pub workspace_base: PathBuf,
+}
+
+/// One merged image, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MergedImage {
+    /// What was admitted.
+    #[serde(flatten)]
+    pub info: ImageInfo,
+    /// Its measurement.
+    pub measurement: MeasurementRecord,
+}
+
+/// What a merge or refresh did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MergeOutcome {
+    /// Admitted and merged images.
+    pub merged: Vec<MergedImage>,
+    /// Images skipped, with the check that refused them.
+    pub skipped: Vec<ImageFailure>,
+    /// The mounts.
+    pub apply: ApplyReport,
+}
+
+/// Why the whole operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// `merge` while a hierarchy is already ours.
+    #[error("already merged: {0:?} (use refresh, or unmerge first)")]
+    AlreadyMerged(Vec<String>),
+    /// `--strict` and some image failed; nothing was changed.
+    #[error("--strict: {} image(s) failed, nothing merged", .0.len())]
+    Strict(Vec<ImageFailure>),
+    /// Mounting failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Discovers `cfg.class` images under `cfg.root`.
+pub fn list(cfg: &PipelineConfig) -> Vec<Candidate> {
+    discover(&cfg.root, cfg.class, in_initrd(&cfg.root))
+}
+
+/// `merge` (refresh = false) or `refresh` (true).
+pub fn merge(
+    opts: &MergeOptions,
+    measurer: &mut dyn Measurer,
+    dm: Option<&dyn DmActivator>,
+    refresh: bool,
+) -> Result<MergeOutcome, MergeError> {
+    let class = opts.pipeline.class;
+    let root = &opts.pipeline.root;
+    if !refresh {
+        let ours: Vec<String> = class
+            .hierarchies()
+            .iter()
+            .map(|h| host_path(root, h))
+            .filter(|p| is_ours(p, class))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if !ours.is_empty() {
+            return Err(MergeError::AlreadyMerged(ours));
+        }
+    }
+    let ws = Workspace::create(&opts.workspace_base)?;
+    let mut cfg = opts.pipeline.clone();
+    cfg.workspace = ws.images();
+    let mut prepared = Vec::new();
+    let mut skipped = Vec::new();
+    for c in discover(root, class, cfg.in_initrd) {
+        match prepare_image(&c.name, &c.path, c.kind, &cfg, dm) {
+            Ok(p) => prepared.push(p),
+            Err(f) => skipped.push(f),
+        }
+    }
+    if opts.strict && !skipped.is_empty() {
+        prepared.into_iter().for_each(|p| p.discard());
+        return Err(MergeError::Strict(skipped));
+    }
+    // Measure each image before any overlay shows it; a failed measurement drops that image.
+    let mut admitted: Vec<Admitted> = Vec::new();
+    for p in prepared {
+        match p.measure(cfg.pcr, measurer) {
+            Ok(a) => admitted.push(a),
+            Err(f) => skipped.push(f),
+        }
+    }
+    if opts.strict && !skipped.is_empty() {
+        return Err(MergeError::Strict(skipped));
+    }
+    let inputs: Vec<ExtensionInput> = admitted
+        .iter()
+        .map(|a| ExtensionInput {
+            name: a.info().name.clone(),
+            provides: a.provides(),
+        })
+        .collect();
+    // Under an old overlay the host's emptiness is only visible to apply (through a peeled copy).
+    let host_has = |h: &str| {
+        let p = host_path(root, h);
+        is_ours(&p, class)
+            || std::fs::read_dir(&p)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+    };
+    let p = plan(
+        class,
+        &inputs,
+        &host_has,
+        PlanOptions {
+            noexec: opts.noexec,
+        },
+    );
+    let report = if p.hierarchies.is_empty() && refresh {
+        // Nothing usable: refresh degrades to unmerge, like systemd.
+        let (unmerged, warnings) = apply::unmerge(root, class, &ws)?;
+        ApplyReport {
+            unmerged,
+            warnings,
+            ..ApplyReport::default()
+        }
+    } else {
+        apply::apply(root, &p, &admitted, &ws, refresh)?
+    };
+    let merged = admitted
+        .iter()
+        .filter(|a| p.extensions.contains(&a.info().name))
+        .map(|a| MergedImage {
+            info: a.info().clone(),
+            measurement: a.token().record().clone(),
+        })
+        .collect();
+    Ok(MergeOutcome {
+        merged,
+        skipped,
+        apply: report,
+    })
+}
+
+/// `unmerge`: removes our overlays; returns (unmerged hierarchies, warnings).
+pub fn unmerge(
+    root: &Path,
+    class: super::plan::Class,
+    workspace_base: &Path,
+) -> Result<(Vec<String>, Vec<String>), MergeError> {
+    let any = class
+        .hierarchies()
+        .iter()
+        .any(|h| is_ours(&host_path(root, h), class));
+    if !any {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let ws = Workspace::create(workspace_base)?;
+    Ok(apply::unmerge(root, class, &ws)?)
+}
+
+/// The `--dangerous-no-tpm` measurer: no PCR is extended; the bypass itself is recorded in the
+/// event log (when one is given) and the token says so in its record. Used only when asked for by
+/// name, and until the measurement module's real `Tpm` lands.
+pub struct NoTpm {
+    /// Event log to append the bypass records to.
+    pub event_log: Option<PathBuf>,
+}
+
+impl Measurer for NoTpm {
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String> {
+        let event = v.get().event_string();
+        if let Some(p) = &self.event_log {
+            use std::io::Write;
+            let rec = serde_json::json!({
+                "pcr": pcr,
+                "content_type": "verity-bypass",
+                "content": { "bypass": "dangerous-no-tpm", "event": event },
+            });
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("event log {}: {e}", p.display()))?;
+            f.write_all(format!("\x1e{rec}\n").as_bytes())
+                .map_err(|e| format!("event log {}: {e}", p.display()))?;
+        }
+        let record = MeasurementRecord {
+            pcr,
+            event,
+            digests: Vec::new(),
+        };
+        Ok(Measured::mint(v, record))
+    }
+}
+
+/// The real measurer: one PCR extend (every active bank) and one event-log record per image,
+/// through `measure::measure`, before the image can reach an overlay.
+pub struct TpmMeasurer {
+    /// The TPM.
+    pub tpm: Box<dyn crate::measure::Tpm>,
+    /// The event log.
+    pub log: crate::measure::EventLog,
+}
+
+impl Measurer for TpmMeasurer {
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String> {
+        let i = v.get();
+        let Some(root_hash_hex) = i.root_hash.clone() else {
+            return Err(format!(
+                "{} is an unprotected directory: there is no root hash to measure (use a verity image, or --dangerous-no-tpm)",
+                i.name
+            ));
+        };
+        let ev = crate::measure::ImageEvent {
+            class: i.class.as_str().to_string(),
+            name: i.name.clone(),
+            root_hash_hex,
+            signer: i.signer.clone(),
+        };
+        crate::measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,654 @@
+//! The per-image pipeline (DESIGN.md section 2), reusable by soft-reboot and the boot hook:
+//! open once by fd -> dissect -> signature + policy -> integrity activation -> read-only mount ->
+//! extension-release check -> measure. [`admit_image`] returns an [`Admitted`] image that is
+//! mounted read-only in the workspace and held open, and whose token is a
+//! `Measured<Verified<ImageInfo>>`: nothing else can reach the overlay.
+//!
+//! Directory trees are accepted only if the image policy allows `unprotected`. Raw images (GPT
+//! DDIs, bare file systems with sidecars) are dissected and verified by the image module on the
+//! descriptor opened here; their data is then copied into a sealed memfd, verified again there
+//! against the same root hash and loop-mounted, so the checked bytes are the mounted bytes.
+
+use super::plan::{release_name, Class};
+use super::release::{self, Fields};
+use crate::gate::{Measured, Verified};
+use crate::sys::loopdev::{self, LoopDevice};
+use crate::sys::memfd::{MemfdWriter, SealedMemfd};
+use crate::sys::mount::{self, Attrs, FsOption};
+use crate::verity::verify::{verify_image, VerifyOptions};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// How verified images are activated (`--integrity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrity {
+    /// A read-only dm-verity table (needs `/dev/mapper/control` and a [`DmActivator`]).
+    Kernel,
+    /// Verify the whole image into a sealed memfd and loop-mount that.
+    Userspace,
+    /// Kernel when `/dev/mapper/control` exists and an activator is available, else userspace.
+    Auto,
+}
+
+/// Kernel dm-verity activation, implemented in `sys::dm` (VM issue). Returns the mapped device.
+pub trait DmActivator {
+    /// Loads a read-only verity table over `data`/`hash` with `root_hash`; returns `/dev/mapper/..`.
+    fn activate(
+        &self,
+        name: &str,
+        data: &File,
+        hash: &File,
+        root_hash: &str,
+    ) -> Result<PathBuf, String>;
+}
+
+/// What kind of image a search-path entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    /// A plain directory tree.
+    Directory,
+    /// A regular `.raw` file.
+    Raw,
+    /// A block device.
+    Block,
+}
+
+/// Everything needed to admit images of one class.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// sysext or confext.
+    pub class: Class,
+    /// The tree operated on (`--root`).
+    pub root: PathBuf,
+    /// systemd image-policy string; `None` = signed images only.
+    pub image_policy: Option<String>,
+    /// Certificate directories (`--trust`); empty = the default verity.d dirs under `root`.
+    pub trust: Vec<PathBuf>,
+    /// Activation mode.
+    pub integrity: Integrity,
+    /// PCR to extend.
+    pub pcr: u32,
+    /// Skip the extension-release check (`--force`).
+    pub force: bool,
+    /// Running in the initrd (changes the required scope).
+    pub in_initrd: bool,
+    /// Host os-release fields.
+    pub host: Fields,
+    /// systemd architecture id of the running kernel.
+    pub arch: String,
+    /// A private directory where admitted images are mounted (`<workspace>/<name>`).
+    pub workspace: PathBuf,
+}
+
+/// The pipeline step that refused an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// Opening or reading the image.
+    Open,
+    /// Working out what the image is.
+    Dissect,
+    /// Signature verification.
+    Signature,
+    /// The image policy.
+    Policy,
+    /// dm-verity or userspace verification of the data.
+    Integrity,
+    /// The read-only mount.
+    Mount,
+    /// extension-release compatibility.
+    Release,
+    /// PCR extend or event-log append.
+    Measure,
+}
+
+/// One image that was not admitted: which, at which check, why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageFailure {
+    /// Image name.
+    pub name: String,
+    /// Where it was found.
+    pub path: PathBuf,
+    /// The step that refused it.
+    pub check: Check,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for ImageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {:?} check failed: {}",
+            self.name,
+            self.path.display(),
+            self.check,
+            self.reason
+        )
+    }
+}
+
+/// What the verification established about an image; wrapped in the proof tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Image name.
+    pub name: String,
+    /// Class it is admitted as.
+    pub class: Class,
+    /// Directory, raw or block.
+    pub kind: ImageKind,
+    /// Where it was found.
+    pub path: PathBuf,
+    /// Lower-case hex root hash, if the image has a verity tree.
+    pub root_hash: Option<String>,
+    /// Lower-case hex SHA-256 of the signer certificate, if signed.
+    pub signer: Option<String>,
+    /// How it was protected: `unprotected`, `verity` or `signed`.
+    pub protection: String,
+}
+
+impl ImageInfo {
+    /// The event string of DESIGN.md section 5: `<class>:<name>:<root-hash>:<signer>`.
+    pub fn event_string(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.class.as_str(),
+            self.name,
+            self.root_hash.as_deref().unwrap_or("unprotected"),
+            self.signer.as_deref().unwrap_or("unsigned")
+        )
+    }
+}
+
+/// Records an admitted image in the TPM and the event log. The real implementation wraps
+/// `measure::measure`; it must extend and append before returning the token.
+pub trait Measurer {
+    /// Measures one verified image into `pcr`.
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String>;
+}
+
+/// What keeps an admitted image's backing alive until its mount is in the overlay.
+#[derive(Debug)]
+enum Backing {
+    None,
+    Memfd(
+        #[allow(dead_code)] SealedMemfd,
+        #[allow(dead_code)] LoopDevice,
+    ),
+}
+
+/// An image that passed every check, mounted read-only at [`Admitted::mount_path`].
+#[derive(Debug)]
+pub struct Admitted {
+    token: Measured<Verified<ImageInfo>>,
+    mount_path: PathBuf,
+    _backing: Backing,
+}
+
+impl Admitted {
+    /// The proof that it was verified and measured.
+    pub fn token(&self) -> &Measured<Verified<ImageInfo>> {
+        &self.token
+    }
+
+    /// What was admitted.
+    pub fn info(&self) -> &ImageInfo {
+        self.token.get().get()
+    }
+
+    /// Where its tree is mounted (read-only) in the workspace.
+    pub fn mount_path(&self) -> &Path {
+        &self.mount_path
+    }
+
+    /// Hierarchies (e.g. `/usr`) in which this image has a non-empty directory.
+    pub fn provides(&self) -> Vec<String> {
+        self.info()
+            .class
+            .hierarchies()
+            .iter()
+            .filter(|h| {
+                std::fs::read_dir(self.mount_path.join(h.trim_start_matches('/')))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            })
+            .map(|h| h.to_string())
+            .collect()
+    }
+}
+
+/// Does the systemd image-policy string allow `flag` (`unprotected`, `verity`, `signed`) for the
+/// partitions an extension uses (`root`, `usr`, or the `=` default)? No policy = signed only.
+pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
+    let Some(p) = policy else {
+        return flag == "signed";
+    };
+    match p.trim() {
+        "*" => return true,
+        "-" | "~" => return false,
+        _ => {}
+    }
+    p.split(':').any(|part| {
+        let (who, flags) = part.split_once('=').unwrap_or(("", part));
+        matches!(who, "" | "root" | "usr") && flags.split('+').any(|f| f == flag || f == "open")
+    })
+}
+
+fn fail(name: &str, path: &Path, check: Check, reason: impl fmt::Display) -> ImageFailure {
+    ImageFailure {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        check,
+        reason: reason.to_string(),
+    }
+}
+
+/// An image that passed every check up to (not including) measurement, mounted read-only.
+#[derive(Debug)]
+pub struct Prepared {
+    verified: Verified<ImageInfo>,
+    mount_path: PathBuf,
+    backing: Backing,
+}
+
+impl Prepared {
+    /// What was verified.
+    pub fn info(&self) -> &ImageInfo {
+        self.verified.get()
+    }
+
+    /// Measures it; on failure its mount is removed and it is not admitted.
+    pub fn measure(self, pcr: u32, measurer: &mut dyn Measurer) -> Result<Admitted, ImageFailure> {
+        let (name, path) = (self.info().name.clone(), self.info().path.clone());
+        match measurer.measure(self.verified, pcr) {
+            Ok(token) => Ok(Admitted {
+                token,
+                mount_path: self.mount_path,
+                _backing: self.backing,
+            }),
+            Err(r) => {
+                let _ = mount::detach(&self.mount_path);
+                Err(fail(&name, &path, Check::Measure, r))
+            }
+        }
+    }
+
+    /// Gives up on the image (e.g. `--strict` after another image failed): unmounts it.
+    pub fn discard(self) {
+        let _ = mount::detach(&self.mount_path);
+    }
+}
+
+/// Runs one image through the whole pipeline. On success it is mounted read-only at
+/// `<workspace>/<name>` and measured; on failure nothing of it stays mounted.
+pub fn admit_image(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    measurer: &mut dyn Measurer,
+    dm: Option<&dyn DmActivator>,
+) -> Result<Admitted, ImageFailure> {
+    prepare_image(name, path, kind, cfg, dm)?.measure(cfg.pcr, measurer)
+}
+
+/// Every step but measurement: open, verify, activate, mount read-only, check extension-release.
+pub fn prepare_image(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+) -> Result<Prepared, ImageFailure> {
+    let target = cfg.workspace.join(name);
+    std::fs::create_dir_all(&target).map_err(|e| {
+        fail(
+            name,
+            path,
+            Check::Mount,
+            format!("{}: {e}", target.display()),
+        )
+    })?;
+    let (verified, backing) = match kind {
+        ImageKind::Directory => {
+            if !policy_allows(cfg.image_policy.as_deref(), "unprotected") {
+                return Err(fail(
+                    name,
+                    path,
+                    Check::Policy,
+                    "directory extensions are unprotected; the image policy does not allow unprotected images",
+                ));
+            }
+            let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::set_attrs(
+                &m,
+                Attrs {
+                    rdonly: true,
+                    nodev: true,
+                    nosuid: true,
+                    noexec: false,
+                },
+                true,
+            )
+            .map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
+            let info = ImageInfo {
+                name: name.into(),
+                class: cfg.class,
+                kind,
+                path: path.into(),
+                root_hash: None,
+                signer: None,
+                protection: "unprotected".into(),
+            };
+            // The policy explicitly allows unprotected trees: that decision is this image's check.
+            (Verified::mint(info), Backing::None)
+        }
+        ImageKind::Raw | ImageKind::Block => admit_raw(name, path, kind, cfg, dm, &target)?,
+    };
+    if !cfg.force {
+        if let Err(r) = check_release(name, &target, cfg) {
+            let _ = mount::detach(&target);
+            return Err(fail(name, path, Check::Release, r));
+        }
+    }
+    Ok(Prepared {
+        verified,
+        mount_path: target,
+        backing,
+    })
+}
+
+/// A raw image (GPT DDI or bare file system with sidecars): dissected and verified by the image
+/// module on the one descriptor we opened, then its data copied into a sealed memfd, re-verified
+/// there, and loop-mounted.
+fn admit_raw(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+    target: &Path,
+) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
+    use crate::image::{self, policy::Policy, release::Scope};
+    let f = |c, r: String| fail(name, path, c, r);
+    let file = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
+    let d = image::Dissected::open(file, path, &image::DissectOptions { arch: None })
+        .map_err(|e| f(Check::Dissect, e.to_string()))?;
+    let dirs = if cfg.trust.is_empty() {
+        crate::sign::TrustStore::default_dirs(&cfg.root)
+    } else {
+        cfg.trust.clone()
+    };
+    let trust = crate::sign::TrustStore::load(&dirs)
+        .map_err(|e| f(Check::Signature, format!("trust store: {e}")))?;
+    let policy = match cfg.image_policy.as_deref() {
+        Some(p) => Policy::parse(p).map_err(|e| f(Check::Policy, format!("image policy: {e}")))?,
+        None => Policy::signed_only(),
+    };
+    let opts = image::VerifyOptions {
+        trust,
+        policy,
+        class: Some(match cfg.class {
+            Class::Sysext => image::Class::Sysext,
+            Class::Confext => image::Class::Confext,
+        }),
+        host: None,
+        host_arch: cfg.arch.clone(),
+        scope: if cfg.in_initrd {
+            Scope::Initrd
+        } else {
+            Scope::System
+        },
+        // extension-release is checked on the mounted, verified tree below.
+        read_release: false,
+    };
+    let (report, res) = image::verify(d, &opts);
+    let verified = res.map_err(|msg| {
+        let failed = report.failures();
+        let check = match failed.first().map(|c| c.name) {
+            Some("signature") => Check::Signature,
+            Some("image-policy") => Check::Policy,
+            Some("verity-tree") | Some("verity-superblock") | Some("partition-uuids") => {
+                Check::Integrity
+            }
+            Some(_) | None => Check::Dissect,
+        };
+        let detail: Vec<String> = failed
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        f(
+            check,
+            if detail.is_empty() {
+                msg
+            } else {
+                detail.join("; ")
+            },
+        )
+    })?;
+    activate(name, path, kind, cfg, dm, target, verified)
+}
+
+/// Turns the image module's token into a mounted image: the verified data partition is copied
+/// into a sealed memfd and checked again there (those bytes are what the loop device serves).
+fn activate(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+    target: &Path,
+    verified: Verified<crate::image::VerifiedImage>,
+) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
+    let f = |c, r: String| fail(name, path, c, r);
+    let vi = verified.get();
+    let use_kernel = match cfg.integrity {
+        Integrity::Kernel => true,
+        Integrity::Userspace => false,
+        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
+    };
+    if use_kernel {
+        return Err(f(
+            Check::Integrity,
+            "kernel dm-verity activation is not available in this build".into(),
+        ));
+    }
+    let (size, root_hex) = match &vi.integrity {
+        Some(i) => (i.geometry.data_size(), crate::hex::encode(&i.root_hash)),
+        None => (vi.data.size, String::new()),
+    };
+    let data = crate::verity::source::Slice::new(&vi.source, vi.data.offset, vi.data.size);
+    let mut w =
+        MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
+    w.copy_from(&data, 0, size)
+        .map_err(|e| f(Check::Open, format!("read: {e}")))?;
+    let sealed = w
+        .seal()
+        .map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
+    if let Some(i) = &vi.integrity {
+        let hash = crate::verity::source::Slice::new(
+            &i.hash.source,
+            i.hash.extent.offset,
+            i.hash.extent.size,
+        );
+        let report = verify_image(
+            &i.geometry,
+            &sealed,
+            &hash,
+            &i.root_hash,
+            VerifyOptions {
+                stop_at_first: true,
+            },
+            &|_| {},
+        )
+        .map_err(|e| f(Check::Integrity, e.to_string()))?;
+        if let Some(b) = report.bad.first() {
+            return Err(f(Check::Integrity, b.to_string()));
+        }
+        if !report.is_ok() {
+            return Err(f(
+                Check::Integrity,
+                "hash tree could not be verified".into(),
+            ));
+        }
+    }
+    let fstype = detect_fs(&sealed).ok_or_else(|| {
+        f(
+            Check::Dissect,
+            "not an erofs, squashfs or ext4 file system".into(),
+        )
+    })?;
+    let lo = loopdev::attach_readonly(sealed.fd(), 0, size)
+        .map_err(|e| f(Check::Mount, e.to_string()))?;
+    let dev = lo.path().to_string_lossy().into_owned();
+    let m = mount::new_fs(
+        fstype,
+        &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
+        Attrs {
+            rdonly: true,
+            nodev: true,
+            nosuid: true,
+            noexec: false,
+        },
+    )
+    .map_err(|e| f(Check::Mount, e.to_string()))?;
+    mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
+    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
+    let info = ImageInfo {
+        name: name.into(),
+        class: cfg.class,
+        kind,
+        path: path.into(),
+        root_hash: (!root_hex.is_empty()).then_some(root_hex),
+        protection: match (&vi.integrity, &signer) {
+            (None, _) => "unprotected",
+            (Some(_), None) => "verity",
+            (Some(_), Some(_)) => "signed",
+        }
+        .into(),
+        signer,
+    };
+    // The image module verified this image (its token is consumed here) and the sealed copy we
+    // mount matched the same root hash block by block.
+    drop(verified);
+    Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
+}
+
+/// File-system type by magic number.
+fn detect_fs(src: &SealedMemfd) -> Option<&'static str> {
+    use crate::verity::BlockSource;
+    let mut b = [0u8; 2048];
+    src.read_at(&mut b, 0).ok()?;
+    if &b[0..4] == b"hsqs" {
+        Some("squashfs")
+    } else if b[1024..1028] == [0xe2, 0xe1, 0xf5, 0xe0] {
+        Some("erofs")
+    } else if b[1080..1082] == [0x53, 0xef] {
+        Some("ext4")
+    } else {
+        None
+    }
+}
+
+/// Finds and checks the image's extension-release file under its mount.
+fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), String> {
+    let dir = mnt.join(cfg.class.release_dir());
+    let want = dir.join(format!("extension-release.{}", release_name(name)));
+    let text = match std::fs::read_to_string(&want) {
+        Ok(t) => t,
+        Err(_) => {
+            // systemd's fallback: a differently named file only with user.extension-release.strict=0.
+            let mut found = Vec::new();
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with("extension-release.")
+                        && e.file_type().map(|t| t.is_file()).unwrap_or(false)
+                    {
+                        let mut buf = [0u8; 16];
+                        let strict_false = match rustix::fs::getxattr(
+                            e.path(),
+                            "user.extension-release.strict",
+                            &mut buf[..],
+                        ) {
+                            Ok(n) => matches!(
+                                std::str::from_utf8(&buf[..n])
+                                    .unwrap_or("")
+                                    .trim_end_matches('\0'),
+                                "0" | "no" | "false" | "n" | "off"
+                            ),
+                            Err(_) => false,
+                        };
+                        if strict_false {
+                            found.push(e.path());
+                        }
+                    }
+                }
+            }
+            match found.len() {
+                0 => {
+                    return Err(format!(
+                        "no extension-release.{} in {}",
+                        release_name(name),
+                        cfg.class.release_dir()
+                    ))
+                }
+                1 => std::fs::read_to_string(&found[0])
+                    .map_err(|e| format!("{}: {e}", found[0].display()))?,
+                _ => {
+                    return Err("more than one acceptable extension-release file (ENOTUNIQ)".into())
+                }
+            }
+        }
+    };
+    if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
+        return Err(
+            "image ships usr/lib/os-release, which would replace the host's identity".into(),
+        );
+    }
+    let fields = release::parse_os_release(&text);
+    release::validate(cfg.class, &cfg.host, &fields, &cfg.arch, cfg.in_initrd)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_flags() {
+        assert!(policy_allows(None, "signed"));
+        assert!(!policy_allows(None, "unprotected"));
+        assert!(policy_allows(
+            Some("root=verity+signed:usr=unprotected"),
+            "unprotected"
+        ));
+        assert!(!policy_allows(Some("root=signed:usr=signed"), "verity"));
+        assert!(policy_allows(Some("=verity+signed"), "verity"));
+        assert!(policy_allows(Some("*"), "unprotected"));
+        assert!(!policy_allows(Some("~"), "signed"));
+        assert!(!policy_allows(Some("home=unprotected"), "unprotected"));
+    }
+
+    #[test]
+    fn event_string_format() {
+        let i = ImageInfo {
+            name: "foo".into(),
+            class: Class::Confext,
+            kind: ImageKind::Raw,
+            path: "/x".into(),
+            root_hash: Some("ab".into()),
+            signer: None,
+            protection: "verity".into(),
+        };
+        assert_eq!(i.event_string(), "confext:foo:ab:unsigned");
+    }
+}

@@ -1,0 +1,527 @@
+//! The RS(255, k) code dm-verity uses (fcr 0, prim 1, 2 to 24 roots): a per-codeword encoder, a
+//! byte-sliced encoder that advances thousands of interleaved codewords with one message row at a
+//! time, and an errors-and-erasures decoder (Berlekamp-Massey, Chien search, Forney).
+
+use super::gf::{alpha_pow, div, eval_low_first, mul};
+use super::FecError;
+
+/// Symbols in a full codeword.
+pub const N: usize = 255;
+/// Fewest parity bytes the kernel accepts.
+pub const MIN_ROOTS: u32 = 2;
+/// Most parity bytes the kernel accepts.
+pub const MAX_ROOTS: u32 = 24;
+
+/// Why a codeword could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// More erasures than parity symbols, or an erasure position outside the codeword.
+    #[error("{given} erasures given, at most {roots} can be used")]
+    TooManyErasures { given: usize, roots: usize },
+    /// The errors exceed what the parity can correct.
+    #[error("too many errors in the codeword to correct")]
+    Uncorrectable,
+}
+
+/// One RS(255, 255 - roots) code.
+#[derive(Debug, Clone)]
+pub struct Code {
+    roots: usize,
+    /// Generator coefficients, lowest degree first; `gen[roots] == 1`.
+    gen: Vec<u8>,
+    /// `feedback[f * roots + i] = f * gen[roots - 1 - i]`: the whole LFSR update for a feedback
+    /// byte `f` in one contiguous row.
+    feedback: Vec<u8>,
+}
+
+impl Code {
+    /// The code with `roots` parity bytes (2 ..= 24).
+    pub fn new(roots: u32) -> Result<Self, FecError> {
+        if !(MIN_ROOTS..=MAX_ROOTS).contains(&roots) {
+            return Err(FecError::Roots(roots));
+        }
+        let r = roots as usize;
+        // g(x) = prod_{i < roots} (x - alpha^i)
+        let mut gen = vec![0u8; r + 1];
+        gen[0] = 1;
+        for i in 0..r {
+            let root = alpha_pow(i);
+            for j in (1..=i + 1).rev() {
+                gen[j] = gen[j - 1] ^ mul(gen[j], root);
+            }
+            gen[0] = mul(gen[0], root);
+        }
+        let mut feedback = vec![0u8; 256 * r];
+        for f in 0..256 {
+            for i in 0..r {
+                feedback[f * r + i] = mul(f as u8, gen[r - 1 - i]);
+            }
+        }
+        Ok(Self {
+            roots: r,
+            gen,
+            feedback,
+        })
+    }
+
+    /// Parity bytes per codeword.
+    pub fn roots(&self) -> usize {
+        self.roots
+    }
+
+    /// Message bytes per codeword.
+    pub fn k(&self) -> usize {
+        N - self.roots
+    }
+
+    /// Generator coefficients, lowest degree first.
+    pub fn generator(&self) -> &[u8] {
+        &self.gen
+    }
+
+    /// Parity of one message (up to k bytes; a shorter message is a shortened codeword, as if
+    /// preceded by zeros). The reference the fast encoder is tested against.
+    pub fn encode(&self, msg: &[u8], parity: &mut [u8]) {
+        let r = self.roots;
+        assert!(msg.len() <= self.k() && parity.len() == r);
+        parity.fill(0);
+        for &d in msg {
+            let f = (d ^ parity[0]) as usize;
+            let t = &self.feedback[f * r..f * r + r];
+            for i in 0..r - 1 {
+                parity[i] = parity[i + 1] ^ t[i];
+            }
+            parity[r - 1] = t[r - 1];
+        }
+    }
+
+    /// Feeds one message row to `row.len()` interleaved codewords at once: byte `b` of `row` is
+    /// the next message symbol of codeword `b`, whose LFSR state is `state[b * roots..][..roots]`
+    /// (which is also the on-disk parity layout once every row is in).
+    pub fn absorb_row(&self, state: &mut [u8], row: &[u8]) {
+        assert_eq!(state.len(), row.len() * self.roots);
+        macro_rules! fixed {
+            ($($n:literal)*) => {
+                match self.roots {
+                    $($n => absorb_fixed::<$n>(&self.feedback, state, row),)*
+                    _ => unreachable!("roots checked in Code::new"),
+                }
+            };
+        }
+        fixed!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+    }
+
+    /// Feeds a row of zeros (the virtual padding past the covered blocks).
+    pub fn absorb_zero_row(&self, state: &mut [u8]) {
+        let zeros = vec![0u8; state.len() / self.roots];
+        self.absorb_row(state, &zeros);
+    }
+
+    /// Syndromes S_j = c(alpha^j), j < roots, of a whole 255-byte codeword (first byte = highest
+    /// degree). All zero means `cw` is a codeword.
+    fn syndromes(&self, cw: &[u8]) -> Vec<u8> {
+        (0..self.roots)
+            .map(|j| {
+                let a = alpha_pow(j);
+                cw.iter().fold(0u8, |acc, &c| mul(acc, a) ^ c)
+            })
+            .collect()
+    }
+
+    /// Corrects a 255-byte codeword in place (message first, then parity). `erasures` are
+    /// positions (0 ..= 254) known or suspected to be wrong. Returns the number of bytes changed;
+    /// on error `cw` is left as it was.
+    pub fn decode(&self, cw: &mut [u8], erasures: &[usize]) -> Result<usize, DecodeError> {
+        assert_eq!(cw.len(), N, "a codeword has 255 bytes");
+        let nr = self.roots;
+        let s = self.syndromes(cw);
+        if s.iter().all(|&x| x == 0) {
+            return Ok(0);
+        }
+        let mut eras: Vec<usize> = erasures.to_vec();
+        eras.sort_unstable();
+        eras.dedup();
+        if eras.len() > nr || eras.iter().any(|&p| p >= N) {
+            return Err(DecodeError::TooManyErasures {
+                given: eras.len(),
+                roots: nr,
+            });
+        }
+        // Erasure locator: prod (1 + X_k x), X_k = alpha^(254 - position).
+        let mut lambda = vec![0u8; nr + 1];
+        lambda[0] = 1;
+        for (deg, &p) in eras.iter().enumerate() {
+            let x = alpha_pow(N - 1 - p);
+            for i in (1..=deg + 1).rev() {
+                lambda[i] ^= mul(x, lambda[i - 1]);
+            }
+        }
+        let ne = eras.len();
+        // Berlekamp-Massey, seeded with the erasure locator.
+        let mut b = lambda.clone();
+        let mut el = ne;
+        for r in ne + 1..=nr {
+            let discr = (0..r).fold(0u8, |acc, i| acc ^ mul(lambda[i], s[r - 1 - i]));
+            if discr == 0 {
+                b.rotate_right(1);
+                b[0] = 0;
+                continue;
+            }
+            let mut t = lambda.clone();
+            for i in 1..=nr {
+                t[i] ^= mul(discr, b[i - 1]);
+            }
+            if 2 * el < r + ne {
+                el = r + ne - el;
+                for (bi, &li) in b.iter_mut().zip(&lambda) {
+                    *bi = div(li, discr);
+                }
+            } else {
+                b.rotate_right(1);
+                b[0] = 0;
+            }
+            lambda = t;
+        }
+        let deg = lambda.iter().rposition(|&x| x != 0).unwrap_or(0);
+        if deg == 0 {
+            return Err(DecodeError::Uncorrectable);
+        }
+        // Chien search over the 255 positions.
+        let mut locs = Vec::with_capacity(deg);
+        for p in 0..N {
+            let xinv = alpha_pow(255 - (N - 1 - p));
+            if eval_low_first(&lambda[..=deg], xinv) == 0 {
+                locs.push(p);
+            }
+        }
+        if locs.len() != deg {
+            return Err(DecodeError::Uncorrectable);
+        }
+        // Omega = S * Lambda mod x^roots; Forney with fcr 0: e = X * Omega(X^-1) / Lambda'(X^-1).
+        let omega: Vec<u8> = (0..nr)
+            .map(|i| (0..=i.min(deg)).fold(0u8, |acc, j| acc ^ mul(s[i - j], lambda[j])))
+            .collect();
+        let mut fixed = cw.to_vec();
+        let mut changed = 0;
+        for &p in &locs {
+            let xlog = N - 1 - p;
+            let xinv = alpha_pow(255 - xlog);
+            let num = eval_low_first(&omega, xinv);
+            // Formal derivative in characteristic 2: the odd terms, one degree lower.
+            let mut den = 0u8;
+            let mut i = 1;
+            while i <= deg {
+                den ^= mul(lambda[i], alpha_pow((255 - xlog) * (i - 1)));
+                i += 2;
+            }
+            if den == 0 {
+                return Err(DecodeError::Uncorrectable);
+            }
+            let e = mul(alpha_pow(xlog), div(num, den));
+            if e != 0 {
+                fixed[p] ^= e;
+                changed += 1;
+            }
+        }
+        // Past capacity the algebra can land on a wrong "solution"; only a real codeword counts.
+        if self.syndromes(&fixed).iter().any(|&x| x != 0) {
+            return Err(DecodeError::Uncorrectable);
+        }
+        cw.copy_from_slice(&fixed);
+        Ok(changed)
+    }
+}
+
+/// Parity state of `width` interleaved codewords in word-sliced form: row `i` (parity byte `i` of
+/// every codeword) is `width / 8` little-endian u64 words, so one word op advances 8 codewords.
+#[derive(Debug, Clone)]
+pub struct WideState {
+    words: usize,
+    rows: Vec<u64>,
+}
+
+impl WideState {
+    /// A zero state for `width` codewords (`width` a multiple of 8).
+    pub fn new(code: &Code, width: usize) -> Self {
+        assert!(width.is_multiple_of(8), "width must be a multiple of 8");
+        Self {
+            words: width / 8,
+            rows: vec![0; code.roots * width / 8],
+        }
+    }
+
+    /// Writes the parity in the on-disk layout: codeword `b`'s `roots` bytes at `b * roots`.
+    pub fn write_parity(&self, out: &mut [u8]) {
+        let r = self.rows.len() / self.words;
+        assert_eq!(out.len(), self.words * 8 * r);
+        for i in 0..r {
+            for (t, w) in self.rows[i * self.words..(i + 1) * self.words]
+                .iter()
+                .enumerate()
+            {
+                for (k, byte) in w.to_le_bytes().iter().enumerate() {
+                    out[(t * 8 + k) * r + i] = *byte;
+                }
+            }
+        }
+    }
+}
+
+/// x * 2 in every byte lane of a word: shift, and reduce the lanes whose top bit fell off.
+#[inline(always)]
+fn double_lanes(x: u64) -> u64 {
+    let carry = (x >> 7) & 0x0101_0101_0101_0101;
+    ((x & 0x7f7f_7f7f_7f7f_7f7f) << 1) ^ (carry * 0x1d)
+}
+
+impl Code {
+    /// Word-sliced [`Code::absorb_row`]: the same LFSR, 8 codewords per u64 operation, multiplying
+    /// by each generator coefficient as an XOR of the feedback's doublings (no table lookups).
+    pub fn absorb_row_wide(&self, state: &mut WideState, row: &[u8]) {
+        assert_eq!(row.len(), state.words * 8);
+        macro_rules! fixed {
+            ($($n:literal)*) => {
+                match self.roots {
+                    $($n => absorb_wide::<$n>(&self.gen, state, row),)*
+                    _ => unreachable!("roots checked in Code::new"),
+                }
+            };
+        }
+        fixed!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+    }
+}
+
+fn absorb_wide<const R: usize>(gen: &[u8], state: &mut WideState, row: &[u8]) {
+    let coef: [u8; R] = std::array::from_fn(|i| gen[R - 1 - i]);
+    let top = coef.iter().fold(0u8, |a, &c| a | c);
+    let doublings = 8 - top.leading_zeros() as usize;
+    let w = state.words;
+    let st = &mut state.rows;
+    if R == 2 && coef[..] == [3, 2] {
+        // g(x) = x^2 + 3x + 2, the default: straight-line code the compiler can vectorize.
+        let (s0, s1) = st.split_at_mut(w);
+        for ((a, b), m) in s0.iter_mut().zip(s1.iter_mut()).zip(row.chunks_exact(8)) {
+            let f = u64::from_le_bytes(m.try_into().expect("8 bytes")) ^ *a;
+            let f2 = double_lanes(f);
+            *a = *b ^ f2 ^ f;
+            *b = f2;
+        }
+        return;
+    }
+    for (t, m) in row.chunks_exact(8).enumerate() {
+        let m = u64::from_le_bytes(m.try_into().expect("8 bytes"));
+        let mut pw = [0u64; 8];
+        pw[0] = m ^ st[t];
+        for i in 1..doublings {
+            pw[i] = double_lanes(pw[i - 1]);
+        }
+        let mulc = |mut c: u8| {
+            let mut acc = 0u64;
+            while c != 0 {
+                acc ^= pw[c.trailing_zeros() as usize];
+                c &= c - 1;
+            }
+            acc
+        };
+        for i in 0..R - 1 {
+            st[i * w + t] = st[(i + 1) * w + t] ^ mulc(coef[i]);
+        }
+        st[(R - 1) * w + t] = mulc(coef[R - 1]);
+    }
+}
+
+/// The byte-sliced LFSR step with the root count known at compile time, so the shift and the
+/// feedback XOR over `R` bytes become straight-line code.
+fn absorb_fixed<const R: usize>(feedback: &[u8], state: &mut [u8], row: &[u8]) {
+    for (st, &m) in state.chunks_exact_mut(R).zip(row) {
+        let st: &mut [u8; R] = st.try_into().expect("chunk of R");
+        let f = (m ^ st[0]) as usize;
+        let t: &[u8; R] = feedback[f * R..f * R + R].try_into().expect("row of R");
+        for i in 0..R - 1 {
+            st[i] = st[i + 1] ^ t[i];
+        }
+        st[R - 1] = t[R - 1];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_roots_are_consecutive_powers() {
+        for roots in MIN_ROOTS..=MAX_ROOTS {
+            let c = Code::new(roots).unwrap();
+            for i in 0..roots as usize {
+                assert_eq!(eval_low_first(c.generator(), alpha_pow(i)), 0);
+            }
+            assert_ne!(eval_low_first(c.generator(), alpha_pow(roots as usize)), 0);
+        }
+        // Spec: roots 2 gives g(x) = x^2 + 3x + 2.
+        assert_eq!(Code::new(2).unwrap().generator(), &[2, 3, 1]);
+        assert_eq!(Code::new(1).unwrap_err(), FecError::Roots(1));
+        assert_eq!(Code::new(25).unwrap_err(), FecError::Roots(25));
+    }
+
+    fn codeword(c: &Code, seed: u8) -> Vec<u8> {
+        let mut cw: Vec<u8> = (0..c.k())
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect();
+        let mut p = vec![0u8; c.roots()];
+        c.encode(&cw, &mut p);
+        cw.extend_from_slice(&p);
+        cw
+    }
+
+    #[test]
+    fn encoded_words_have_zero_syndromes() {
+        for roots in [2, 3, 7, 16, 24] {
+            let c = Code::new(roots).unwrap();
+            let cw = codeword(&c, 7);
+            assert!(c.syndromes(&cw).iter().all(|&s| s == 0));
+        }
+    }
+
+    #[test]
+    fn byte_sliced_encoder_matches_per_codeword() {
+        for roots in [2, 3, 5, 7, 16, 24] {
+            let c = Code::new(roots).unwrap();
+            let width = 37;
+            let rows: Vec<Vec<u8>> = (0..c.k())
+                .map(|j| (0..width).map(|b| (j * 7 + b * 13 + 1) as u8).collect())
+                .collect();
+            let mut state = vec![0u8; width * c.roots()];
+            for row in &rows {
+                c.absorb_row(&mut state, row);
+            }
+            for b in 0..width {
+                let msg: Vec<u8> = rows.iter().map(|r| r[b]).collect();
+                let mut p = vec![0u8; c.roots()];
+                c.encode(&msg, &mut p);
+                assert_eq!(&state[b * c.roots()..(b + 1) * c.roots()], &p[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn word_sliced_encoder_matches_table_encoder() {
+        for roots in MIN_ROOTS..=MAX_ROOTS {
+            let c = Code::new(roots).unwrap();
+            let width = 64;
+            let mut narrow = vec![0u8; width * c.roots()];
+            let mut wide = WideState::new(&c, width);
+            for j in 0..c.k() {
+                let row: Vec<u8> = (0..width)
+                    .map(|b| (j * 131 + b * 7 + b * b) as u8)
+                    .collect();
+                c.absorb_row(&mut narrow, &row);
+                c.absorb_row_wide(&mut wide, &row);
+            }
+            let mut out = vec![0u8; width * c.roots()];
+            wide.write_parity(&mut out);
+            assert_eq!(out, narrow, "roots {roots}");
+        }
+    }
+
+    #[test]
+    fn corrects_errors_up_to_half_the_roots() {
+        for roots in [2u32, 3, 7, 16, 24] {
+            let c = Code::new(roots).unwrap();
+            let good = codeword(&c, 1);
+            let t = roots as usize / 2;
+            let mut bad = good.clone();
+            for e in 0..t {
+                bad[e * 17 + 3] ^= 0x5a + e as u8;
+            }
+            assert_eq!(c.decode(&mut bad, &[]), Ok(t), "roots {roots}");
+            assert_eq!(bad, good);
+        }
+    }
+
+    #[test]
+    fn corrects_erasures_up_to_the_roots() {
+        for roots in [2u32, 3, 7, 16, 24] {
+            let c = Code::new(roots).unwrap();
+            let good = codeword(&c, 2);
+            let mut bad = good.clone();
+            let pos: Vec<usize> = (0..roots as usize).map(|e| e * 10 + 1).collect();
+            for &p in &pos {
+                bad[p] ^= 0xff;
+            }
+            assert_eq!(c.decode(&mut bad, &pos), Ok(pos.len()), "roots {roots}");
+            assert_eq!(bad, good);
+        }
+    }
+
+    #[test]
+    fn mixes_errors_and_erasures() {
+        // 2 * errors + erasures <= roots.
+        let c = Code::new(7).unwrap();
+        let good = codeword(&c, 3);
+        let mut bad = good.clone();
+        for p in [5, 100, 200, 250] {
+            bad[p] ^= 0x11;
+        }
+        bad[30] ^= 1;
+        assert_eq!(c.decode(&mut bad, &[5, 100, 200, 250, 3]), Ok(5));
+        assert_eq!(bad, good);
+    }
+
+    #[test]
+    fn past_capacity_fails_and_leaves_the_word() {
+        let c = Code::new(2).unwrap();
+        let mut bad = codeword(&c, 4);
+        bad[0] ^= 1;
+        bad[1] ^= 2;
+        let before = bad.clone();
+        assert_eq!(c.decode(&mut bad, &[]), Err(DecodeError::Uncorrectable));
+        assert_eq!(bad, before);
+        assert!(matches!(
+            c.decode(&mut bad, &[1, 2, 3]),
+            Err(DecodeError::TooManyErasures { given: 3, roots: 2 })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Encode, corrupt within capacity (2 * errors + erasures <= roots), decode: the original.
+        #[test]
+        fn decode_undoes_corruption_within_capacity(
+            roots in MIN_ROOTS..=MAX_ROOTS,
+            msg in proptest::collection::vec(any::<u8>(), 253),
+            positions in proptest::collection::vec(0usize..N, 0..24),
+            values in proptest::collection::vec(1u8..=255, 24),
+            erase_first in 0usize..24,
+        ) {
+            let code = Code::new(roots).unwrap();
+            let k = code.k();
+            let mut cw = msg[..k].to_vec();
+            let mut parity = vec![0u8; roots as usize];
+            code.encode(&cw, &mut parity);
+            cw.extend_from_slice(&parity);
+            let good = cw.clone();
+            let mut pos = positions;
+            pos.sort_unstable();
+            pos.dedup();
+            // Choose how many are erasures (known) and errors (unknown) so the budget holds.
+            let n_eras = erase_first.min(pos.len()).min(roots as usize);
+            let n_err = ((roots as usize - n_eras) / 2).min(pos.len() - n_eras);
+            pos.truncate(n_eras + n_err);
+            for (p, v) in pos.iter().zip(&values) {
+                cw[*p] ^= v;
+            }
+            let eras = &pos[..n_eras];
+            let fixed = code.decode(&mut cw, eras);
+            prop_assert!(fixed.is_ok(), "roots {} eras {} errs {}", roots, n_eras, n_err);
+            prop_assert_eq!(fixed.unwrap(), pos.len());
+            prop_assert_eq!(cw, good);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Merges measured into a real software TPM: one PCR extend and one event-log record per merged
+//! image, made before the overlay appears, and `verity pcr replay` agrees with the TPM after merge
+//! and after refresh. Needs root (mounts inside `unshare -m`), swtpm, erofs-utils and util-linux.
+
+#[path = "support/swtpm.rs"]
+mod swtpm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swtpm::Swtpm;
+
+const BIN: &str = env!("CARGO_BIN_EXE_verity");
+
+fn keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("keys")
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+fn ddi(r: &Path, name: &str, file: &str) {
+    let src = r.parent().unwrap().join(format!("src-{name}"));
+    write(
+        &src.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        )),
+        "ID=_any\n",
+    );
+    write(&src.join(format!("usr/share/{name}")), file);
+    let dir = r.join("var/lib/extensions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new(BIN)
+        .args(["image", "build", "--class", "sysext"])
+        .arg("--key")
+        .arg(keys().join("leaf.key"))
+        .arg("--cert")
+        .arg(keys().join("leaf.crt"))
+        .arg("-o")
+        .arg(dir.join(format!("{name}.raw")))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn swtpm_root_merge_and_refresh_measure_each_image_once_and_replay() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    write(&r.join("etc/os-release"), "ID=debian\n");
+    write(&r.join("usr/share/host"), "h\n");
+    let trust = t.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(keys().join("leaf.crt"), trust.join("leaf.crt")).unwrap();
+    ddi(&r, "one", "1\n");
+    ddi(&r, "two", "2\n");
+    let log = t.path().join("tpm2-measure.log");
+    let m = format!(
+        "--root {} --trust {} --tpm {} --event-log {}",
+        r.display(),
+        trust.display(),
+        tpm.spec(),
+        log.display()
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-euc"])
+        .arg(
+            r#"
+            $V sysext merge $M >&2
+            echo "FILES=$(cat $R/usr/share/one $R/usr/share/two | tr '\n' ,)"
+            echo "AFTER_MERGE=$(grep -c 'sysext:' $L)"
+            $V pcr replay --tpm $S --event-log $L >&2 && echo REPLAY1_OK
+            $V sysext refresh $M >&2
+            echo "AFTER_REFRESH=$(grep -c 'sysext:' $L)"
+            $V pcr replay --tpm $S --event-log $L >&2 && echo REPLAY2_OK
+            $V sysext unmerge --root $R >&2
+            "#,
+        )
+        .env("V", BIN)
+        .env("R", &r)
+        .env("L", &log)
+        .env("S", tpm.spec())
+        .env("M", m)
+        .output()
+        .expect("unshare (util-linux) must be installed and the test run as root");
+    let s = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{s}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success());
+    assert!(s.contains("FILES=1,2,"));
+    assert!(s.contains("AFTER_MERGE=2\n"), "one record per merged image");
+    assert!(s.contains("REPLAY1_OK"));
+    assert!(
+        s.contains("AFTER_REFRESH=4\n"),
+        "refresh measures what it merges"
+    );
+    assert!(s.contains("REPLAY2_OK"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("sysext:one:").count(), 2);
+    assert_eq!(text.matches("sysext:two:").count(), 2);
+}
