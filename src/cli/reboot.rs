@@ -2,8 +2,10 @@
 //! into it where systemd is not PID 1.
 
 use super::{failed, op_err, CliResult};
+use crate::merge::pipeline::Integrity;
 use crate::reboot::exec::{self, ExecOptions, SwitchError};
 use crate::reboot::plan::{parse_keep_fd, KeepFd};
+use crate::reboot::prepare::{self, NextrootMeasurer, PrepareOptions};
 use crate::reboot::stage::{self, StageFacts, DEFAULT_NEXTROOT, DEFAULT_RECORD};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +41,27 @@ pub struct PrepareArgs {
     /// The init the new root must provide (default: systemd's, then /sbin/init).
     #[arg(long)]
     pub init: Option<String>,
+    /// Certificate directory (repeatable; replaces the default verity.d search path).
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// systemd image policy (default: signed images only).
+    #[arg(long = "image-policy")]
+    pub image_policy: Option<String>,
+    /// How the verified image is activated.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub integrity: Integrity,
+    /// PCR to extend with the nextroot measurement.
+    #[arg(long, default_value_t = crate::measure::PCR_NEXTROOT)]
+    pub pcr: u32,
+    /// TPM to measure into: `device:/dev/tpmrm0` (default) or `swtpm:host=H,port=P`.
+    #[arg(long)]
+    pub tpm: Option<String>,
+    /// Event log.
+    #[arg(long = "event-log", default_value = crate::measure::DEFAULT_EVENT_LOG)]
+    pub event_log: PathBuf,
+    /// Where the private workspace is mounted while the image is checked.
+    #[arg(long, default_value = "/run/verity")]
+    pub workspace: PathBuf,
     /// Record whatever is already mounted at the nextroot WITHOUT verifying or measuring it (the
     /// record says so, and so does every later step).
     #[arg(long)]
@@ -104,10 +127,31 @@ fn prepare(a: PrepareArgs) -> CliResult {
         let Some(image) = a.image else {
             return Err(op_err("soft-reboot prepare: IMAGE is required"));
         };
-        return Err(op_err(format!(
-            "{}: staging a signed image needs the image pipeline, which this build does not have yet",
-            image.display()
-        )));
+        let spec = a.tpm.as_deref().unwrap_or(crate::measure::DEFAULT_TPM);
+        let tpm = crate::measure::open_tpm(spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        let mut measurer = NextrootMeasurer {
+            tpm,
+            log: crate::measure::EventLog::new(a.event_log.clone()),
+        };
+        let opts = PrepareOptions {
+            image,
+            nextroot: a.nextroot.clone(),
+            record: a.record.clone(),
+            init: a.init.clone(),
+            image_policy: a.image_policy.clone(),
+            trust: a.trust.clone(),
+            integrity: a.integrity,
+            pcr: a.pcr,
+            workspace_base: a.workspace.clone(),
+        };
+        prepare::prepare(&opts, &mut measurer).map_err(|e| {
+            let m = format!("{}; nothing staged", e.message);
+            if e.check_failed {
+                failed(m)
+            } else {
+                op_err(m)
+            }
+        })?
     };
     if a.json {
         println!("{}", record.to_json().trim_end());

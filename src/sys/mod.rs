@@ -1,10 +1,10 @@
 //! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root, pidfds.
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
 
-pub mod pidfd;
-#[allow(unsafe_code)]
-pub mod pivot;
 pub mod loopdev;
 pub mod memfd;
 pub mod mount;
+pub mod pidfd;
+#[allow(unsafe_code)]
+pub mod pivot;
 pub mod sha256_mb;
