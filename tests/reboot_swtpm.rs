@@ -374,3 +374,72 @@ echo BINDS_IN_NEXTROOT=$(grep -c ' /run/nextroot/' /proc/self/mountinfo || true)
         "{err}"
     );
 }
+
+#[test]
+fn root_swtpm_soft_reboot_signed_ddi_is_staged_and_an_untrusted_signer_is_refused() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = os_tree(dir.path(), true);
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys");
+    let img = dir.path().join("os.raw");
+    let o = pidfd::output(
+        Command::new(BIN)
+            .args(["image", "build"])
+            .arg(&tree)
+            .args(["--class", "root", "--json", "--key"])
+            .arg(keys.join("leaf.key"))
+            .arg("--cert")
+            .arg(keys.join("leaf.crt"))
+            .arg("-o")
+            .arg(&img),
+    )
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rh = v["root_hash"].as_str().unwrap().to_string();
+    let fp = v["fingerprint"].as_str().unwrap().to_string();
+    let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
+    std::fs::create_dir(&good).unwrap();
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(keys.join("leaf.crt"), good.join("leaf.crt")).unwrap();
+    std::fs::copy(keys.join("other.crt"), bad.join("other.crt")).unwrap();
+    let log = dir.path().join("tpm2-measure.log");
+    let script = r#"
+mount -t tmpfs tmpfs /run
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$BAD" --tpm "$TPM" --event-log "$LOG" || rc=$?
+echo UNTRUSTED_RC=$rc
+grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED_UNTRUSTED || true
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$GOOD" --tpm "$TPM" --event-log "$LOG" || rc=$?
+echo TRUSTED_RC=$rc
+grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED
+"#;
+    let (code, out, err) = run_as_pid1(
+        script,
+        &[
+            ("IMG", img.display().to_string()),
+            ("GOOD", good.display().to_string()),
+            ("BAD", bad.display().to_string()),
+            ("TPM", tpm.spec()),
+            ("LOG", log.display().to_string()),
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in ["UNTRUSTED_RC=1", "TRUSTED_RC=0", "STAGED"] {
+        assert!(
+            out.lines().any(|l| l == want),
+            "missing {want:?} in:\n{out}\nstderr:\n{err}"
+        );
+    }
+    assert!(!out.contains("STAGED_UNTRUSTED"), "{out}");
+    assert!(
+        err.contains("not in the trust store") && err.contains("nothing staged"),
+        "{err}"
+    );
+    // Only the trusted attempt was measured, with the signer's fingerprint in the event.
+    let event = format!("nextroot:os:{rh}:{fp}");
+    assert_eq!(
+        log_strings(&log),
+        vec![(15, event.clone(), "nextroot".to_string())]
+    );
+    assert_eq!(tpm.pcrread("sha256", 15), expected_pcr15(&[event]));
+}
