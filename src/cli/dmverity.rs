@@ -207,7 +207,7 @@ pub(crate) fn parse_salt(salt: Option<&str>) -> Result<Vec<u8>, CliError> {
     }
 }
 
-fn open_source(path: &Path, what: &str) -> Result<FileSource, CliError> {
+pub(super) fn open_source(path: &Path, what: &str) -> Result<FileSource, CliError> {
     FileSource::open(path)
         .map_err(|e| op_err(format!("cannot open {what} {}: {e}", path.display())))
 }
@@ -479,7 +479,7 @@ fn format(a: FormatArgs) -> CliResult {
 }
 
 /// Reads the superblock (or takes every parameter from the options with --no-superblock).
-fn load_geometry(
+pub(super) fn load_geometry(
     c: &CommonArgs,
     hash: &FileSource,
     hash_path: &Path,
@@ -546,7 +546,7 @@ fn load_geometry(
     Ok((g, Some(sb.uuid)))
 }
 
-fn read_root(arg: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+pub(super) fn read_root(arg: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
     let text = match (arg, file) {
         (Some(_), Some(_)) => {
             return Err(op_err(

@@ -4,6 +4,9 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
+mod boot;
+#[cfg(feature = "dm")]
+mod dmopen;
 mod dmverity;
 mod ext;
 mod image;
@@ -72,6 +75,11 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     DmVerity(dmverity::Command),
+    #[cfg(feature = "dm")]
+    #[command(flatten)]
+    DmOpen(dmopen::Command),
+    #[command(flatten)]
+    Boot(boot::Command),
     #[command(flatten)]
     Ext(ext::Command),
     #[command(flatten)]
@@ -134,6 +142,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let res = match cli.command {
         Command::DmVerity(c) => dmverity::run(c),
+        #[cfg(feature = "dm")]
+        Command::DmOpen(c) => dmopen::run(c),
+        Command::Boot(c) => boot::run(c),
         Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),

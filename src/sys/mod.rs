@@ -1,6 +1,9 @@
 //! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root, pidfds.
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
 
+#[cfg(feature = "dm")]
+pub mod dm;
+pub mod keyring;
 pub mod loopdev;
 pub mod memfd;
 pub mod mount;

@@ -1,0 +1,592 @@
+//! Kernel integrity activation: read-only dm-verity devices through the `devicemapper` crate.
+//!
+//! One device per root hash, named `<roothash-hex>-verity` like systemd's, so a second activation of
+//! the same image (by us or by systemd) reuses it instead of stacking another. The table line comes
+//! from [`crate::verity::table`]; devices are always given as `major:minor`, which is also how the
+//! kernel prints them back, so an existing table can be compared field by field.
+//!
+//! Signatures: the PKCS#7 blob is handed to the kernel as a `user` key in the thread keyring and named
+//! by `root_hash_sig_key_desc` in a table loaded on the same thread ([`super::keyring`]). When the
+//! kernel does not trust the signer (its keyrings hold only the distribution's keys) or lacks the
+//! option, the load fails; if the caller already verified the signature in userspace against the
+//! host's trust store, the table is loaded again without the option (what systemd does with
+//! `userspace_verity_signature`), and [`MappedDevice::kernel_signature`] says which happened.
+
+use crate::verity::geometry::Geometry;
+use crate::verity::table::{self, FecArgs};
+use devicemapper::{DevId, DmError as CrateError, DmFlags, DmName, DmOptions, DmUuid, DM};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The control node whose absence means the kernel has no device-mapper.
+pub const CONTROL: &str = "/dev/mapper/control";
+/// dm-verity target version that introduced `root_hash_sig_key_desc` (Linux 5.4).
+const SIG_MIN_VERSION: (u32, u32) = (1, 5);
+
+/// A block device by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevNum {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl std::fmt::Display for DevNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// How the root-hash signature, if any, is handled.
+#[derive(Debug, Clone, Copy)]
+pub enum Signature<'a> {
+    /// No signature: the table is loaded without one.
+    None,
+    /// Hand this PKCS#7 DER to the kernel. `userspace_verified` says whether the caller already
+    /// checked it against the host's trust store; only then may a kernel refusal fall back to a
+    /// table without the signature option.
+    Pkcs7 {
+        /// Detached DER signature over the lower-case hex root hash.
+        der: &'a [u8],
+        /// The signature passed the userspace check.
+        userspace_verified: bool,
+    },
+}
+
+/// What to activate.
+#[derive(Debug, Clone)]
+pub struct VerityRequest<'a> {
+    /// Tree geometry (parameters and where the top level starts on `hash_dev`).
+    pub geometry: &'a Geometry,
+    /// Device holding the data blocks from offset 0.
+    pub data_dev: DevNum,
+    /// Device holding the hash tree.
+    pub hash_dev: DevNum,
+    /// Root digest.
+    pub root: &'a [u8],
+    /// 16-byte UUID for the DM UUID (the superblock's), if known.
+    pub uuid: Option<[u8; 16]>,
+    /// FEC arguments (device given as `major:minor`).
+    pub fec: Option<FecArgs>,
+    /// Signature handling.
+    pub signature: Signature<'a>,
+}
+
+/// An active verity device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedDevice {
+    /// Device-mapper name (`<roothash>-verity`).
+    pub name: String,
+    /// Device number of the mapped device.
+    pub dev: DevNum,
+    /// A node to open or mount: `/dev/mapper/NAME` when udev made it, else `/dev/dm-MINOR`.
+    pub path: PathBuf,
+    /// An identical device already existed and was reused.
+    pub reused: bool,
+    /// The kernel itself checked the signature (`root_hash_sig_key_desc` was accepted).
+    pub kernel_signature: bool,
+    /// Why the kernel did not check the signature, when one was given and it did not.
+    pub kernel_signature_note: Option<String>,
+}
+
+/// Why activation failed. Each names the device and the operation.
+#[derive(Debug, Error)]
+pub enum DmError {
+    #[error("the kernel has no device-mapper ({CONTROL} is missing; load dm-mod or use --integrity userspace)")]
+    NoDeviceMapper,
+    #[error("cannot open {CONTROL}: {0}")]
+    Control(String),
+    #[error("the kernel has no dm-verity target (load the dm-verity module or use --integrity userspace): {0}")]
+    NoVerityTarget(String),
+    #[error("the kernel's dm-verity target {0}.{1} does not support the signature option (needs 1.5, CONFIG_DM_VERITY_VERIFY_ROOTHASH_SIG), and the signature was not verified in userspace")]
+    SignatureUnsupported(u32, u32),
+    #[error("the kernel rejected the root-hash signature of {name} ({reason}) and it was not verified in userspace")]
+    SignatureRejected { name: String, reason: String },
+    #[error("cannot add the signature of {name} to the thread keyring: {source}")]
+    Keyring {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "device-mapper device {name} exists with a different table (have `{have}`, want `{want}`)"
+    )]
+    Conflict {
+        name: String,
+        have: String,
+        want: String,
+    },
+    #[error("cannot use the device: {0}")]
+    Device(String),
+    #[error("device-mapper {op} of {name} failed: {msg}")]
+    Ioctl {
+        op: &'static str,
+        name: String,
+        msg: String,
+    },
+}
+
+/// The device name for a root hash: systemd's `<hex>-verity`, cut to the kernel's 127-byte limit.
+pub fn device_name(root: &[u8]) -> String {
+    let mut n = format!("{}-verity", crate::hex::encode(root));
+    if n.len() > 127 {
+        n = crate::hex::encode(root)[..120].to_string() + "-verity";
+    }
+    n
+}
+
+/// libcryptsetup's DM UUID form, `CRYPT-VERITY-<uuid hex>-<name>`, so udev rules and systemd
+/// recognise the device. Without a superblock UUID the first 16 bytes of the root hash stand in.
+pub fn dm_uuid(uuid: Option<[u8; 16]>, root: &[u8], name: &str) -> String {
+    let u = uuid.unwrap_or_else(|| {
+        let mut u = [0u8; 16];
+        let n = root.len().min(16);
+        u[..n].copy_from_slice(&root[..n]);
+        u
+    });
+    let mut s = format!("CRYPT-VERITY-{}-{}", crate::hex::encode(&u), name);
+    s.truncate(128);
+    s
+}
+
+/// The positional fields and FEC options of a verity table, for comparing an existing device with
+/// a request (the kernel may reorder options and always prints the signature key).
+fn table_identity(params: &str) -> Vec<String> {
+    let words: Vec<String> = params
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let mut id: Vec<String> = words.iter().take(10).cloned().collect();
+    let mut opts: Vec<String> = Vec::new();
+    let mut i = 11;
+    while i < words.len() {
+        match words[i].as_str() {
+            "root_hash_sig_key_desc" => i += 2,
+            w @ ("use_fec_from_device" | "fec_start" | "fec_blocks" | "fec_roots") => {
+                opts.push(format!(
+                    "{w}={}",
+                    words.get(i + 1).cloned().unwrap_or_default()
+                ));
+                i += 2;
+            }
+            w => {
+                opts.push(w.to_string());
+                i += 1;
+            }
+        }
+    }
+    opts.sort();
+    id.extend(opts);
+    id
+}
+
+fn ioctl_err(op: &'static str, name: &str, e: CrateError) -> DmError {
+    DmError::Ioctl {
+        op,
+        name: name.to_string(),
+        msg: e.to_string(),
+    }
+}
+
+/// The errno of a failed ioctl, when the crate reports one.
+fn errno_of(e: &CrateError) -> Option<i32> {
+    match e {
+        CrateError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) => {
+            Some(**errno as i32)
+        }
+        _ => None,
+    }
+}
+
+/// Opens the device-mapper control node, with a clear error where the kernel has none.
+fn open_dm() -> Result<DM, DmError> {
+    if !Path::new(CONTROL).exists() {
+        return Err(DmError::NoDeviceMapper);
+    }
+    DM::new().map_err(|e| DmError::Control(e.to_string()))
+}
+
+/// The loaded dm-verity target's version, if the target is loaded.
+fn verity_version(dm: &DM) -> Option<(u32, u32)> {
+    dm.list_versions()
+        .ok()?
+        .into_iter()
+        .find_map(|(n, a, b, _)| (n == "verity").then_some((a, b)))
+}
+
+fn node_for(name: &str, dev: DevNum) -> PathBuf {
+    let mapper = Path::new("/dev/mapper").join(name);
+    if mapper.exists() {
+        mapper
+    } else {
+        PathBuf::from(format!("/dev/dm-{}", dev.minor))
+    }
+}
+
+/// Activates a read-only dm-verity device for `req`, or reuses an identical one.
+pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError> {
+    let dm = open_dm()?;
+    let name = device_name(req.root);
+    let dm_name = DmName::new(&name).map_err(|e| ioctl_err("name check", &name, e))?;
+    let id = DevId::Name(dm_name);
+    let len = table::length_sectors(req.geometry);
+    let data = req.data_dev.to_string();
+    let hash = req.hash_dev.to_string();
+    let plain = table::params(req.geometry, &data, &hash, req.root, req.fec.as_ref(), None);
+
+    // Reuse: a device of this name exists. Identical table: share it; otherwise refuse rather
+    // than mount something we did not ask for.
+    if let Ok(info) = dm.device_info(&id) {
+        let (_, targets) = dm
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+            )
+            .map_err(|e| ioctl_err("table status", &name, e))?;
+        let have = targets
+            .first()
+            .map(|(s, l, t, p)| format!("{s} {l} {t} {p}"))
+            .unwrap_or_default();
+        let same = targets.len() == 1
+            && targets[0].0 == 0
+            && targets[0].1 == len
+            && targets[0].2 == "verity"
+            && table_identity(&targets[0].3) == table_identity(&plain)
+            && info.flags().contains(DmFlags::DM_READONLY);
+        if !same {
+            return Err(DmError::Conflict {
+                name,
+                have,
+                want: format!("0 {len} verity {plain}"),
+            });
+        }
+        let d = info.device();
+        let dev = DevNum {
+            major: d.major,
+            minor: d.minor,
+        };
+        return Ok(MappedDevice {
+            path: node_for(&name, dev),
+            name,
+            dev,
+            reused: true,
+            kernel_signature: false,
+            kernel_signature_note: Some("reused an existing device".into()),
+        });
+    }
+
+    let uuid = dm_uuid(req.uuid, req.root, &name);
+    let dm_uuid = DmUuid::new(&uuid).map_err(|e| ioctl_err("uuid check", &name, e))?;
+    // Default udev flags, as veritysetup: on a host with udev, /dev/mapper/NAME and the usual
+    // symlinks appear; without udev (initrd, VM) the crate skips the udev handshake.
+    let ro = DmOptions::default().set_flags(DmFlags::DM_READONLY);
+    dm.device_create(dm_name, Some(dm_uuid), ro)
+        .map_err(|e| ioctl_err("create", &name, e))?;
+
+    let result = load_and_resume(&dm, &id, &name, len, req, &plain);
+    if result.is_err() {
+        // Never leave an empty or half-made device behind.
+        let _ = dm.device_remove(&id, DmOptions::private());
+    }
+    let (kernel_signature, kernel_signature_note) = result?;
+    let info = dm
+        .device_info(&id)
+        .map_err(|e| ioctl_err("info", &name, e))?;
+    let d = info.device();
+    let dev = DevNum {
+        major: d.major,
+        minor: d.minor,
+    };
+    Ok(MappedDevice {
+        path: node_for(&name, dev),
+        name,
+        dev,
+        reused: false,
+        kernel_signature,
+        kernel_signature_note,
+    })
+}
+
+/// Loads the table (with the signature when there is one, falling back as the module docs say) and
+/// resumes the device. Returns whether the kernel checked the signature, and why not.
+fn load_and_resume(
+    dm: &DM,
+    id: &DevId<'_>,
+    name: &str,
+    len: u64,
+    req: &VerityRequest<'_>,
+    plain: &str,
+) -> Result<(bool, Option<String>), DmError> {
+    let ro = DmOptions::default().set_flags(DmFlags::DM_READONLY);
+    let load = |params: &str| {
+        dm.table_load(
+            id,
+            &[(0, len, "verity".to_string(), params.to_string())],
+            ro,
+        )
+    };
+    let mut kernel_sig = false;
+    let mut note = None;
+    match req.signature {
+        Signature::None => {
+            load(plain).map_err(|e| load_error(dm, name, e))?;
+        }
+        Signature::Pkcs7 {
+            der,
+            userspace_verified,
+        } => {
+            let version = verity_version(dm);
+            let supported = version.is_none_or(|v| v >= SIG_MIN_VERSION);
+            if !supported {
+                let (a, b) = version.unwrap_or_default();
+                if !userspace_verified {
+                    return Err(DmError::SignatureUnsupported(a, b));
+                }
+                note = Some(format!(
+                    "dm-verity {a}.{b} has no signature option; verified in userspace"
+                ));
+                load(plain).map_err(|e| load_error(dm, name, e))?;
+            } else {
+                let desc = format!("verity:{name}");
+                // The key must live in this thread's keyring while the table is loaded on this
+                // same thread; it is unlinked when `key` drops, right after the load.
+                let key =
+                    crate::sys::keyring::ThreadUserKey::add(&desc, der).map_err(|source| {
+                        DmError::Keyring {
+                            name: name.to_string(),
+                            source,
+                        }
+                    })?;
+                let signed = table::params(
+                    req.geometry,
+                    &req.data_dev.to_string(),
+                    &req.hash_dev.to_string(),
+                    req.root,
+                    req.fec.as_ref(),
+                    Some(key.desc()),
+                );
+                let r = load(&signed);
+                drop(key);
+                match r {
+                    Ok(_) => kernel_sig = true,
+                    Err(e) => {
+                        let reason = match errno_of(&e) {
+                            Some(libc::ENOKEY) => {
+                                "signer not in the kernel's trusted keyrings (ENOKEY)".to_string()
+                            }
+                            Some(libc::EKEYREJECTED) => {
+                                "signature rejected (EKEYREJECTED)".to_string()
+                            }
+                            Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+                            None => e.to_string(),
+                        };
+                        if !userspace_verified {
+                            return Err(DmError::SignatureRejected {
+                                name: name.to_string(),
+                                reason,
+                            });
+                        }
+                        note = Some(format!("kernel: {reason}; verified in userspace"));
+                        load(plain).map_err(|e| load_error(dm, name, e))?;
+                    }
+                }
+            }
+        }
+    }
+    // Resume (device_suspend without DM_SUSPEND) makes the loaded table live.
+    dm.device_suspend(id, DmOptions::default())
+        .map_err(|e| ioctl_err("resume", name, e))?;
+    Ok((kernel_sig, note))
+}
+
+/// A table-load failure, turned into "no verity target" when that is the cause.
+fn load_error(dm: &DM, name: &str, e: CrateError) -> DmError {
+    if verity_version(dm).is_none() {
+        return DmError::NoVerityTarget(e.to_string());
+    }
+    let msg = match errno_of(&e) {
+        Some(n) => format!(
+            "table load: {} (see the kernel log for the dm-verity reason)",
+            std::io::Error::from_raw_os_error(n)
+        ),
+        None => e.to_string(),
+    };
+    DmError::Ioctl {
+        op: "table load",
+        name: name.to_string(),
+        msg,
+    }
+}
+
+/// Activates over two already-open block devices (a DDI's partitions, loop devices over sidecar
+/// files, virtio disks), reading the veritysetup superblock at `hash_offset` of `hash` for the
+/// geometry. This is the shape the merge pipeline's activator needs: the fds it verified are the
+/// devices the table names, by number, so nothing is re-opened by path.
+pub fn activate_block_files(
+    data: &std::fs::File,
+    hash: &std::fs::File,
+    hash_offset: u64,
+    root: &[u8],
+    signature: Signature<'_>,
+) -> Result<MappedDevice, DmError> {
+    use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+    let devnum = |f: &std::fs::File, what: &str| -> Result<DevNum, DmError> {
+        let m = f
+            .metadata()
+            .map_err(|e| DmError::Device(format!("{what}: fstat: {e}")))?;
+        if !m.file_type().is_block_device() {
+            return Err(DmError::Device(format!(
+                "{what} is not a block device (attach a loop device first)"
+            )));
+        }
+        Ok(DevNum {
+            major: rustix::fs::major(m.rdev()),
+            minor: rustix::fs::minor(m.rdev()),
+        })
+    };
+    let data_dev = devnum(data, "data")?;
+    let hash_dev = devnum(hash, "hash")?;
+    let mut sb = [0u8; crate::verity::superblock::SUPERBLOCK_SIZE];
+    hash.read_exact_at(&mut sb, hash_offset).map_err(|e| {
+        DmError::Device(format!(
+            "hash {hash_dev}: superblock at byte {hash_offset}: {e}"
+        ))
+    })?;
+    let sb = crate::verity::Superblock::parse(&sb).map_err(|e| {
+        DmError::Device(format!(
+            "hash {hash_dev}: superblock at byte {hash_offset}: {e}"
+        ))
+    })?;
+    let params = sb.params();
+    let start =
+        crate::verity::geometry::hash_start_block(hash_offset, params.hash_block_size, true)
+            .map_err(|e| DmError::Device(e.to_string()))?;
+    let geometry = Geometry::new(params, start).map_err(|e| DmError::Device(e.to_string()))?;
+    if root.len() != geometry.params.alg.digest_size() {
+        return Err(DmError::Device(format!(
+            "root hash has {} bytes; {} needs {}",
+            root.len(),
+            geometry.params.alg.name(),
+            geometry.params.alg.digest_size()
+        )));
+    }
+    activate_verity(&VerityRequest {
+        geometry: &geometry,
+        data_dev,
+        hash_dev,
+        root,
+        uuid: Some(sb.uuid),
+        fec: None,
+        signature,
+    })
+}
+
+/// Removes a verity device by name (deferred if it is still open).
+pub fn deactivate(name: &str) -> Result<(), DmError> {
+    let dm = open_dm()?;
+    let dm_name = DmName::new(name).map_err(|e| ioctl_err("name check", name, e))?;
+    dm.device_remove(
+        &DevId::Name(dm_name),
+        DmOptions::default().set_flags(DmFlags::DM_DEFERRED_REMOVE),
+    )
+    .map_err(|e| ioctl_err("remove", name, e))?;
+    Ok(())
+}
+
+/// Kernel integrity activation as the merge pipeline sees it, so tests can substitute a fake.
+pub trait KernelVerity {
+    /// Activate (or reuse) a read-only verity device.
+    fn activate(&self, req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>;
+    /// Remove a device made by [`KernelVerity::activate`].
+    fn deactivate(&self, name: &str) -> Result<(), DmError>;
+}
+
+/// The real device-mapper.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeviceMapper;
+
+impl KernelVerity for DeviceMapper {
+    fn activate(&self, req: &VerityRequest<'_>) -> Result<MappedDevice, DmError> {
+        activate_verity(req)
+    }
+    fn deactivate(&self, name: &str) -> Result<(), DmError> {
+        deactivate(name)
+    }
+}
+
+/// The merge pipeline's kernel activator: regular files (sidecar images) get read-only autoclear loop
+/// devices, which stay alive as long as the dm table holds them; block devices are used directly.
+/// The pipeline has already verified the signature in userspace, so no signature is passed here.
+impl crate::merge::pipeline::DmActivator for DeviceMapper {
+    fn activate(
+        &self,
+        _name: &str,
+        data: &std::fs::File,
+        hash: &std::fs::File,
+        root_hash: &str,
+    ) -> Result<PathBuf, String> {
+        use std::os::fd::AsFd;
+        let root = crate::hex::decode(root_hash).map_err(|e| format!("root hash: {e}"))?;
+        // Keep the loop devices' File handles until the table is loaded; autoclear then ties
+        // their lifetime to the dm device.
+        let as_block = |f: &std::fs::File, what: &str| -> Result<std::fs::File, String> {
+            let m = f.metadata().map_err(|e| format!("{what}: fstat: {e}"))?;
+            if std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()) {
+                return f.try_clone().map_err(|e| format!("{what}: {e}"));
+            }
+            let lo = super::loopdev::attach_readonly(f.as_fd(), 0, m.len())
+                .map_err(|e| format!("{what}: loop device: {e}"))?;
+            std::fs::File::open(lo.path()).map_err(|e| format!("{}: {e}", lo.path().display()))
+        };
+        let d = as_block(data, "data")?;
+        let h = as_block(hash, "hash")?;
+        activate_block_files(&d, &h, 0, &root, Signature::None)
+            .map(|m| m.path)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_systemd_and_cryptsetup() {
+        let root = [0xabu8; 32];
+        let name = device_name(&root);
+        assert_eq!(name, format!("{}-verity", "ab".repeat(32)));
+        let u = dm_uuid(Some([0x12; 16]), &root, &name);
+        assert_eq!(u, format!("CRYPT-VERITY-{}-{}", "12".repeat(16), name));
+        // sha512 roots exceed the kernel's 128-byte name limit and are cut.
+        let long = device_name(&[0xcd; 64]);
+        assert!(long.len() <= 127 && long.ends_with("-verity"));
+        assert!(dm_uuid(None, &[0xcd; 64], &long).len() <= 128);
+    }
+
+    #[test]
+    fn identity_ignores_option_order_case_and_signature_key() {
+        let ours = "1 7:0 7:1 4096 4096 300 1 sha256 F58E 0123 10 use_fec_from_device 7:2 fec_start 0 fec_blocks 304 fec_roots 2 root_hash_sig_key_desc verity:x";
+        let kernel = "1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123 8 fec_roots 2 use_fec_from_device 7:2 fec_blocks 304 fec_start 0";
+        assert_eq!(table_identity(ours), table_identity(kernel));
+        let other_dev = "1 7:3 7:1 4096 4096 300 1 sha256 f58e 0123";
+        assert_ne!(table_identity(other_dev), table_identity(kernel));
+        let flags = "1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123 1 ignore_corruption";
+        assert_ne!(
+            table_identity(flags),
+            table_identity("1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123")
+        );
+    }
+
+    #[test]
+    fn no_control_node_is_a_clear_error() {
+        // On the build machines there is no device-mapper; in the VM there is. Either way the
+        // error must name the cause rather than a bare ioctl failure.
+        if !Path::new(CONTROL).exists() {
+            let e = open_dm().err().expect("no control node, no DM");
+            assert!(
+                e.to_string().contains("/dev/mapper/control is missing"),
+                "{e}"
+            );
+        }
+    }
+}
