@@ -38,7 +38,7 @@ pub struct BuildArgs {
     /// Output image, NAME.raw.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
-    /// sysext or confext.
+    /// sysext, confext, or root (a whole OS tree for `soft-reboot prepare`).
     #[arg(long)]
     pub class: String,
     /// erofs (default) or squashfs.
@@ -124,7 +124,14 @@ fn class_arg(s: &str) -> Result<Class, super::CliError> {
 }
 
 fn run_build(a: BuildArgs) -> CliResult {
-    let class = class_arg(&a.class)?;
+    // A root image (for soft-reboot prepare) is not an extension class of its own in the image
+    // code: it is built like one, with the OS-tree check instead of the extension check.
+    let root = a.class == "root";
+    let class = if root {
+        Class::Sysext
+    } else {
+        class_arg(&a.class)?
+    };
     let fs = match a.fs.as_str() {
         "erofs" => FsType::Erofs,
         "squashfs" => FsType::Squashfs,
@@ -144,6 +151,7 @@ fn run_build(a: BuildArgs) -> CliResult {
         arch: a.arch.unwrap_or_else(|| arch::native().to_string()),
         seed,
         sidecar: a.sidecar,
+        root,
     };
     let built = build(&opts).map_err(|e| match e {
         BuildError::Source(m) | BuildError::Usage(m) | BuildError::Io(m) => op_err(m),

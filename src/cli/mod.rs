@@ -11,6 +11,7 @@ mod dmverity;
 mod ext;
 mod image;
 mod progress;
+mod reboot;
 mod sign;
 mod tpm;
 
@@ -86,6 +87,8 @@ enum Command {
     #[command(flatten)]
     Sign(sign::Command),
     #[command(flatten)]
+    Reboot(reboot::Command),
+    #[command(flatten)]
     Tpm(tpm::Command),
     // Further command groups are flattened in here, one line each.
 }
@@ -145,6 +148,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
+        Command::Reboot(c) => reboot::run(c),
         Command::Tpm(c) => tpm::run(c),
     };
     match res {

@@ -46,6 +46,9 @@ pub struct BuildOptions {
     pub seed: Option<Vec<u8>>,
     /// Write sidecar files instead of a DDI.
     pub sidecar: bool,
+    /// A whole OS tree for a soft reboot (`--class root`): an os-release and an executable init
+    /// are required instead of forbidden; `class` is then not used.
+    pub root: bool,
 }
 
 /// What was built.
@@ -197,7 +200,12 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
         )));
     }
     let name = release::image_name(&file_name).to_string();
-    check_source(&o.src, o.class, &name)?;
+    if o.root {
+        crate::reboot::stage::check_tree(&o.src, None)
+            .map_err(|e| BuildError::Source(format!("--class root: {e}")))?;
+    } else {
+        check_source(&o.src, o.class, &name)?;
+    }
     let types = arch::by_name(&o.arch)
         .ok_or_else(|| BuildError::Usage(format!("unknown architecture '{}'", o.arch)))?;
     let seed = o.seed.as_deref();

@@ -7,4 +7,7 @@ pub mod keyring;
 pub mod loopdev;
 pub mod memfd;
 pub mod mount;
+pub mod pidfd;
+#[allow(unsafe_code)]
+pub mod pivot;
 pub mod sha256_mb;

@@ -1,0 +1,158 @@
+//! `soft-reboot prepare`: the image goes through the same pipeline as an extension (open once,
+//! signature and policy, integrity activation, read-only mount in a private workspace), must be an
+//! OS tree (os-release and an executable init), is measured as class `nextroot` (PCR 15 by
+//! default), and only then is moved onto the nextroot and recorded.
+
+use super::plan::StageRecord;
+use super::stage::{self, StageFacts};
+use crate::gate::{Measured, Verified};
+use crate::measure::{self, EventLog, ImageEvent, Tpm};
+use crate::merge::apply::Workspace;
+use crate::merge::pipeline::{self, ImageInfo, ImageKind, Integrity, Measurer, PipelineConfig};
+use crate::merge::plan::Class;
+use std::path::{Path, PathBuf};
+
+/// What `soft-reboot prepare` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// The root image.
+    pub image: PathBuf,
+    /// Where to mount it (default /run/nextroot).
+    pub nextroot: PathBuf,
+    /// Where to record it.
+    pub record: PathBuf,
+    /// The init the tree must provide (default: systemd's list).
+    pub init: Option<String>,
+    /// systemd image-policy string; `None` = signed images only.
+    pub image_policy: Option<String>,
+    /// Certificate directories (`--trust`); empty = the default verity.d dirs.
+    pub trust: Vec<PathBuf>,
+    /// Activation mode.
+    pub integrity: Integrity,
+    /// PCR to extend (default 15).
+    pub pcr: u32,
+    /// Where the private workspace tmpfs is mounted.
+    pub workspace_base: PathBuf,
+}
+
+/// Which step refused the image, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareError {
+    /// Whether a check failed (exit 1) rather than an operation (exit 2).
+    pub check_failed: bool,
+    /// The message, naming the image and the step.
+    pub message: String,
+}
+
+/// Measures admitted roots as class `nextroot`: `nextroot:<name>:<root-hash>:<signer>`.
+pub struct NextrootMeasurer {
+    /// The TPM to extend.
+    pub tpm: Box<dyn Tpm>,
+    /// The event log to append to.
+    pub log: EventLog,
+}
+
+impl Measurer for NextrootMeasurer {
+    fn measure(
+        &mut self,
+        v: Verified<ImageInfo>,
+        pcr: u32,
+    ) -> Result<Measured<Verified<ImageInfo>>, String> {
+        let info = v.get();
+        let Some(root_hash) = info.root_hash.clone() else {
+            return Err("a root image must be verity-protected; this one has no root hash".into());
+        };
+        let ev = ImageEvent {
+            class: "nextroot".into(),
+            name: info.name.clone(),
+            root_hash_hex: root_hash,
+            signer: info.signer.clone(),
+        };
+        measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev).map_err(|e| e.to_string())
+    }
+}
+
+/// The image name: the file name without `.raw`.
+fn image_name(path: &Path) -> String {
+    let n = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    n.strip_suffix(".raw").unwrap_or(&n).to_string()
+}
+
+/// Runs the whole prepare. On failure nothing stays mounted and no record is written.
+pub fn prepare(
+    opts: &PrepareOptions,
+    measurer: &mut dyn Measurer,
+) -> Result<StageRecord, PrepareError> {
+    let op = |m: String| PrepareError {
+        check_failed: false,
+        message: m,
+    };
+    let check = |m: String| PrepareError {
+        check_failed: true,
+        message: m,
+    };
+    let name = image_name(&opts.image);
+    let img = opts.image.display().to_string();
+    stage::check_nextroot_free(&opts.nextroot).map_err(op)?;
+    let kind = match std::fs::metadata(&opts.image) {
+        Ok(m) if m.is_file() => ImageKind::Raw,
+        Ok(m) if m.is_dir() => ImageKind::Directory,
+        Ok(_) => ImageKind::Block,
+        Err(e) => return Err(op(format!("{img}: {e}"))),
+    };
+    std::fs::create_dir_all(&opts.workspace_base)
+        .map_err(|e| op(format!("{}: {e}", opts.workspace_base.display())))?;
+    let ws = Workspace::create(&opts.workspace_base).map_err(|e| op(e.to_string()))?;
+    let cfg = PipelineConfig {
+        // The class only names the overlay kind; a root is measured as nextroot by our measurer,
+        // and the extension-release check does not apply to a whole OS (force).
+        class: Class::Sysext,
+        root: PathBuf::from("/"),
+        image_policy: opts.image_policy.clone(),
+        trust: opts.trust.clone(),
+        integrity: opts.integrity,
+        pcr: opts.pcr,
+        force: true,
+        in_initrd: false,
+        host: Default::default(),
+        arch: String::new(),
+        workspace: ws.images(),
+    };
+    let prepared = pipeline::prepare_image(&name, &opts.image, kind, &cfg, None)
+        .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check, f.reason)))?;
+    // prepare_image mounts at <workspace>/<name> (Prepared has no accessor for it yet).
+    let mounted = cfg.workspace.join(&name);
+    let tree = match stage::check_tree(&mounted, opts.init.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            prepared.discard();
+            return Err(check(format!("{img}: not a bootable OS tree: {e}")));
+        }
+    };
+    let admitted = prepared
+        .measure(opts.pcr, measurer)
+        .map_err(|f| op(format!("{img}: measurement failed: {}", f.reason)))?;
+    let info = admitted.info();
+    let rec = admitted.token().record();
+    let facts = StageFacts {
+        image: img.clone(),
+        root_hash: info.root_hash.clone(),
+        signer: info.signer.clone(),
+        pcr: Some(rec.pcr),
+        event: Some(rec.event.clone()),
+        dangerous: Vec::new(),
+    };
+    let record = stage::install(
+        admitted.mount_path(),
+        &opts.nextroot,
+        &opts.record,
+        &facts,
+        &tree,
+    )
+    .map_err(op)?;
+    drop(ws);
+    Ok(record)
+}
