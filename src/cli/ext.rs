@@ -112,13 +112,7 @@ fn config(class: Class, a: &MergeArgs) -> PipelineConfig {
         class,
         in_initrd: crate::merge::discover::in_initrd(&root),
         host: host_os_release(&root),
-        arch: {
-            let m = rustix::system::uname()
-                .machine()
-                .to_string_lossy()
-                .into_owned();
-            crate::image::arch::from_uname(&m).map_or(m.clone(), str::to_string)
-        },
+        arch: super::image::host_arch(),
         root,
         image_policy: a.image_policy.clone(),
         trust: a.trust.clone(),

@@ -247,6 +247,15 @@ pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
         .any(|d| policy.check(d, state, None, None).is_ok())
 }
 
+/// How every admitted image is mounted, whatever its kind: read-only, no devices, no setuid;
+/// executables stay usable (extensions ship binaries).
+const IMAGE_ATTRS: Attrs = Attrs {
+    rdonly: true,
+    nodev: true,
+    nosuid: true,
+    noexec: false,
+};
+
 fn fail(name: &str, path: &Path, check: Check, reason: impl fmt::Display) -> ImageFailure {
     ImageFailure {
         name: name.to_string(),
@@ -333,17 +342,8 @@ pub fn prepare_image(
                 ));
             }
             let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
-            mount::set_attrs(
-                &m,
-                Attrs {
-                    rdonly: true,
-                    nodev: true,
-                    nosuid: true,
-                    noexec: false,
-                },
-                true,
-            )
-            .map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::set_attrs(&m, IMAGE_ATTRS, true)
+                .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
             let info = ImageInfo {
                 name: name.into(),
@@ -511,12 +511,7 @@ fn activate(
     let m = mount::new_fs(
         fstype,
         &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
-        Attrs {
-            rdonly: true,
-            nodev: true,
-            nosuid: true,
-            noexec: false,
-        },
+        IMAGE_ATTRS,
     )
     .map_err(|e| f(Check::Mount, e.to_string()))?;
     mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
