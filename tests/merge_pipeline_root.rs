@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 use verity::gate::{Measured, Verified};
+use verity::image::release::OsRelease;
 use verity::merge::engine::{self, MergeError, MergeOptions, NoTpm};
 use verity::merge::pipeline::{Check, ImageInfo, Integrity, Measurer, PipelineConfig};
 use verity::merge::plan::Class;
-use verity::merge::release::parse_os_release;
 use verity::merge::status::{is_ours, status};
 
 /// Fails for one name; for the others records that no hierarchy was merged yet, then delegates.
@@ -65,7 +65,7 @@ fn scenario() {
             pcr: 13,
             force: false,
             in_initrd: false,
-            host: parse_os_release("ID=debian\n"),
+            host: OsRelease::parse(b"ID=debian\n").unwrap(),
             arch: "x86-64".into(),
             workspace: Default::default(),
         },

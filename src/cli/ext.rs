@@ -2,10 +2,10 @@
 //! gated overlay merges; the work is in `merge::engine`.
 
 use super::{failed, op_err, CliResult};
+use crate::image::release::OsRelease;
 use crate::merge::engine::{self, MergeError, MergeOptions, NoTpm};
 use crate::merge::pipeline::{Integrity, PipelineConfig};
 use crate::merge::plan::Class;
-use crate::merge::release::{parse_os_release, systemd_arch};
 use crate::merge::status;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -96,10 +96,11 @@ pub struct MergeArgs {
     dangerous_no_tpm: bool,
 }
 
-fn host_os_release(root: &Path) -> crate::merge::release::Fields {
+fn host_os_release(root: &Path) -> OsRelease {
     for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(t) = std::fs::read_to_string(root.join(p)) {
-            return parse_os_release(&t);
+        if let Ok(t) = std::fs::read(root.join(p)) {
+            // An unparsable os-release has no usable ID: do_merge refuses it as such.
+            return OsRelease::parse(&t).unwrap_or_default();
         }
     }
     Default::default()
@@ -111,7 +112,7 @@ fn config(class: Class, a: &MergeArgs) -> PipelineConfig {
         class,
         in_initrd: crate::merge::discover::in_initrd(&root),
         host: host_os_release(&root),
-        arch: systemd_arch(&rustix::system::uname().machine().to_string_lossy()).to_string(),
+        arch: super::image::host_arch(),
         root,
         image_policy: a.image_policy.clone(),
         trust: a.trust.clone(),
@@ -204,7 +205,7 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
             println!("unmerged {h}");
         }
         if out.merged.is_empty() {
-            println!("no {} image merged", class.as_str());
+            println!("no {} image merged", class.name());
         }
     }
     if !out.skipped.is_empty() {

@@ -228,7 +228,9 @@ fn host_release(root: &Path, explicit: Option<&Path>) -> Result<OsRelease, super
     Err(op_err("no host os-release found (pass --os-release)"))
 }
 
-fn host_arch() -> String {
+/// systemd's id for the running kernel's architecture (`uname -m` mapped), or the one this binary
+/// was built for when the kernel reports something systemd has no id for.
+pub(super) fn host_arch() -> String {
     rustix::system::uname()
         .machine()
         .to_str()

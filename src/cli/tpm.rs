@@ -8,7 +8,7 @@ use crate::hex;
 use crate::image::policy::Policy;
 use crate::image::release::Scope;
 use crate::image::verify::{verify, VerifyOptions};
-use crate::image::{arch, DissectOptions, Dissected};
+use crate::image::{DissectOptions, Dissected};
 use crate::measure::pcr::{self, ReplayReport};
 use crate::measure::{
     default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord,
@@ -488,15 +488,7 @@ fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliErro
         Some(p) => Policy::parse(p).map_err(|e| op_err(format!("--image-policy: {e}")))?,
         None => Policy::signed_only(),
     };
-    let host_arch = a.arch.clone().unwrap_or_else(|| {
-        rustix::system::uname()
-            .machine()
-            .to_str()
-            .ok()
-            .and_then(arch::from_uname)
-            .unwrap_or_else(arch::native)
-            .to_string()
-    });
+    let host_arch = a.arch.clone().unwrap_or_else(super::image::host_arch);
     Ok(VerifyOptions {
         trust,
         policy,

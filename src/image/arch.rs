@@ -215,7 +215,8 @@ pub fn from_uname(machine: &str) -> Option<&'static str> {
     Some(match machine {
         "x86_64" => "x86-64",
         "i386" | "i486" | "i586" | "i686" => "x86",
-        "aarch64" | "aarch64_be" => "arm64",
+        "aarch64" => "arm64",
+        "aarch64_be" => "arm64-be",
         m if m.starts_with("arm") => "arm",
         "riscv64" => "riscv64",
         "riscv32" => "riscv32",

@@ -155,6 +155,9 @@ pub enum Accept {
 /// Why an extension is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
+    /// The host os-release has no ID (systemd refuses to match anything against such a host).
+    #[error("host os-release has no ID")]
+    HostNoId,
     /// No extension-release data.
     #[error("no extension-release data")]
     NoData,
@@ -219,6 +222,8 @@ fn prefix(class: Class) -> &'static str {
 
 /// systemd's `extension_release_validate` (v257, with ID_LIKE from v258), in its order.
 pub fn validate(host: &Host<'_>, ext: &OsRelease) -> Result<Accept, Reject> {
+    let h = host.os_release;
+    let host_id = h.get("ID").ok_or(Reject::HostNoId)?;
     if ext.is_empty() {
         return Err(Reject::NoData);
     }
@@ -243,8 +248,6 @@ pub fn validate(host: &Host<'_>, ext: &OsRelease) -> Result<Accept, Reject> {
     if id == "_any" {
         return Ok(Accept::AnyId);
     }
-    let h = host.os_release;
-    let host_id = h.get("ID").unwrap_or("");
     let like = h.get("ID_LIKE").unwrap_or("");
     if id != host_id && !like.split_whitespace().any(|w| w == id) {
         return Err(Reject::Id {
@@ -423,5 +426,64 @@ mod tests {
                 (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    fn validate_sysext(host: &str, ext: &str, class: Class) -> Result<Accept, Reject> {
+        let hr = rel(host);
+        let host = Host {
+            os_release: &hr,
+            arch: "x86-64",
+            scope: Scope::System,
+            class,
+        };
+        validate(&host, &rel(ext))
+    }
+
+    /// The merge module's table (moved here with its release matching): a host with both
+    /// VERSION_ID and SYSEXT_LEVEL and ID_LIKE.
+    #[test]
+    fn decision_order_table() {
+        let host = "ID=debian\nID_LIKE=\"ubuntu foo\"\nVERSION_ID=\"12\"\nSYSEXT_LEVEL=1.0\n";
+        let t: &[(&str, Result<(), &str>)] = &[
+            ("ID=debian\nSYSEXT_LEVEL=1.0", Ok(())),
+            ("ID=debian\nSYSEXT_LEVEL=2.0", Err("level")),
+            ("ID=debian\nVERSION_ID=12", Ok(())),
+            ("ID=debian\nVERSION_ID=11", Err("version")),
+            ("ID=debian", Err("version")),
+            ("ID=ubuntu\nVERSION_ID=12", Ok(())),
+            ("ID=fedora\nVERSION_ID=12", Err("id")),
+            ("ID=_any\nVERSION_ID=1", Ok(())),
+            ("VERSION_ID=12", Err("noid")),
+            ("ID=_any\nARCHITECTURE=arm64", Err("arch")),
+            ("ID=_any\nARCHITECTURE=x86-64", Ok(())),
+            ("ID=_any\nSYSEXT_SCOPE=initrd", Err("scope")),
+            ("ID=_any\nSYSEXT_SCOPE=initrd system", Ok(())),
+        ];
+        for (img, want) in t {
+            let got = validate_sysext(host, img, Class::Sysext)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    Reject::Level { .. } => "level",
+                    Reject::VersionId { .. } | Reject::NoVersionId(_) => "version",
+                    Reject::Id { .. } => "id",
+                    Reject::NoId => "noid",
+                    Reject::Architecture { .. } => "arch",
+                    Reject::Scope { .. } => "scope",
+                    Reject::HostNoId => "hostnoid",
+                    Reject::NoData => "nodata",
+                });
+            assert_eq!(&got, want, "{img}");
+        }
+    }
+
+    #[test]
+    fn rolling_host_accepts_and_host_without_id_is_an_error() {
+        assert!(validate_sysext("ID=arch", "ID=arch\nVERSION_ID=9", Class::Confext).is_ok());
+        assert_eq!(
+            validate_sysext("VERSION_ID=1", "ID=_any", Class::Sysext),
+            Err(Reject::HostNoId)
+        );
+        // Host level but no VERSION_ID, image without level: accepted (systemd's edge case).
+        assert!(validate_sysext("ID=x\nSYSEXT_LEVEL=2", "ID=x", Class::Sysext).is_ok());
     }
 }

@@ -54,6 +54,15 @@ pub struct EventLog {
     path: PathBuf,
 }
 
+/// An I/O error on the log at `path` during `op`.
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> LogFileError + 'a {
+    move |source| LogFileError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
 impl EventLog {
     /// The log at `path` (see [`DEFAULT_EVENT_LOG`]).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -66,11 +75,7 @@ impl EventLog {
     }
 
     fn io(&self, op: &'static str) -> impl FnOnce(io::Error) -> LogFileError + '_ {
-        move |source| LogFileError::Io {
-            path: self.path.clone(),
-            op,
-            source,
-        }
+        io_err(&self.path, op)
     }
 
     /// Opens (creating it 0600, and its directory 0755), takes the exclusive lock and refuses a
@@ -209,11 +214,7 @@ impl LogWriter {
     }
 
     fn io(&self, op: &'static str) -> impl FnOnce(io::Error) -> LogFileError + '_ {
-        move |source| LogFileError::Io {
-            path: self.path.clone(),
-            op,
-            source,
-        }
+        io_err(&self.path, op)
     }
 
     fn set_mode(&self, mode: u32, op: &'static str) -> Result<(), LogFileError> {

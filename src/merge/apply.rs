@@ -241,7 +241,7 @@ fn overlay(
         .iter()
         .map(|l| mount::open_path(Path::new(l)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut opts = vec![FsOption::Str("source", class.as_str())];
+    let mut opts = vec![FsOption::Str("source", class.name())];
     opts.extend(
         fds.iter()
             .map(|fd| FsOption::Fd("lowerdir+", rustix::fd::AsFd::as_fd(fd))),
@@ -251,7 +251,7 @@ fn overlay(
         Err(e) if e.errno == rustix::io::Errno::INVAL || e.errno.raw_os_error() == 519 /* ENOPARAM */ => {
             let at = ws.dir.join("meta").join(format!("{tag}-ovl"));
             std::fs::create_dir_all(&at).map_err(io(&at))?;
-            Ok(mount::legacy_new_fs("overlay", class.as_str(), &format!("lowerdir={}", lowerdir(lowers)), &at, attrs)?)
+            Ok(mount::legacy_new_fs("overlay", class.name(), &format!("lowerdir={}", lowerdir(lowers)), &at, attrs)?)
         }
         Err(e) => Err(e.into()),
     }

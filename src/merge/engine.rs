@@ -240,7 +240,7 @@ impl Measurer for TpmMeasurer {
             ));
         };
         let ev = crate::measure::ImageEvent {
-            class: i.class.as_str().to_string(),
+            class: i.class.name().to_string(),
             name: i.name.clone(),
             root_hash_hex,
             signer: i.signer.clone(),

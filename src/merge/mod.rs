@@ -4,6 +4,5 @@ pub mod discover;
 pub mod engine;
 pub mod pipeline;
 pub mod plan;
-pub mod release;
 pub mod status;
 pub mod version;

@@ -10,8 +10,9 @@
 //! against the same root hash and loop-mounted, so the checked bytes are the mounted bytes.
 
 use super::plan::{release_name, Class};
-use super::release::{self, Fields};
 use crate::gate::{Measured, Verified};
+use crate::image::policy::{Policy, State};
+use crate::image::release::{self, Host, OsRelease, Scope};
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::{MemfdWriter, SealedMemfd};
 use crate::sys::mount::{self, Attrs, FsOption};
@@ -76,7 +77,7 @@ pub struct PipelineConfig {
     /// Running in the initrd (changes the required scope).
     pub in_initrd: bool,
     /// Host os-release fields.
-    pub host: Fields,
+    pub host: OsRelease,
     /// systemd architecture id of the running kernel.
     pub arch: String,
     /// A private directory where admitted images are mounted (`<workspace>/<name>`).
@@ -155,7 +156,7 @@ impl ImageInfo {
     pub fn event_string(&self) -> String {
         format!(
             "{}:{}:{}:{}",
-            self.class.as_str(),
+            self.class.name(),
             self.name,
             self.root_hash.as_deref().unwrap_or("unprotected"),
             self.signer.as_deref().unwrap_or("unsigned")
@@ -224,22 +225,36 @@ impl Admitted {
     }
 }
 
-/// Does the systemd image-policy string allow `flag` (`unprotected`, `verity`, `signed`) for the
-/// partitions an extension uses (`root`, `usr`, or the `=` default)? No policy = signed only.
+/// Does the systemd image-policy string allow a partition in state `flag` (`unprotected`,
+/// `verity`, `signed`) for the partitions an extension uses (`root` or `usr`)? No policy = signed
+/// only; a policy that does not parse allows nothing. The decision is the image module's.
 pub fn policy_allows(policy: Option<&str>, flag: &str) -> bool {
-    let Some(p) = policy else {
-        return flag == "signed";
+    let policy = match policy {
+        Some(p) => match Policy::parse(p.trim()) {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        None => Policy::signed_only(),
     };
-    match p.trim() {
-        "*" => return true,
-        "-" | "~" => return false,
-        _ => {}
-    }
-    p.split(':').any(|part| {
-        let (who, flags) = part.split_once('=').unwrap_or(("", part));
-        matches!(who, "" | "root" | "usr") && flags.split('+').any(|f| f == flag || f == "open")
-    })
+    let state = match flag {
+        "unprotected" => State::Unprotected,
+        "verity" => State::Verity,
+        "signed" => State::Signed,
+        _ => return false,
+    };
+    ["root", "usr"]
+        .iter()
+        .any(|d| policy.check(d, state, None, None).is_ok())
 }
+
+/// How every admitted image is mounted, whatever its kind: read-only, no devices, no setuid;
+/// executables stay usable (extensions ship binaries).
+const IMAGE_ATTRS: Attrs = Attrs {
+    rdonly: true,
+    nodev: true,
+    nosuid: true,
+    noexec: false,
+};
 
 fn fail(name: &str, path: &Path, check: Check, reason: impl fmt::Display) -> ImageFailure {
     ImageFailure {
@@ -327,17 +342,8 @@ pub fn prepare_image(
                 ));
             }
             let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
-            mount::set_attrs(
-                &m,
-                Attrs {
-                    rdonly: true,
-                    nodev: true,
-                    nosuid: true,
-                    noexec: false,
-                },
-                true,
-            )
-            .map_err(|e| fail(name, path, Check::Mount, e))?;
+            mount::set_attrs(&m, IMAGE_ATTRS, true)
+                .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
             let info = ImageInfo {
                 name: name.into(),
@@ -377,7 +383,7 @@ fn admit_raw(
     dm: Option<&dyn DmActivator>,
     target: &Path,
 ) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
-    use crate::image::{self, policy::Policy, release::Scope};
+    use crate::image;
     let f = |c, r: String| fail(name, path, c, r);
     let file = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
     let d = image::Dissected::open(file, path, &image::DissectOptions { arch: None })
@@ -396,17 +402,10 @@ fn admit_raw(
     let opts = image::VerifyOptions {
         trust,
         policy,
-        class: Some(match cfg.class {
-            Class::Sysext => image::Class::Sysext,
-            Class::Confext => image::Class::Confext,
-        }),
+        class: Some(cfg.class),
         host: None,
         host_arch: cfg.arch.clone(),
-        scope: if cfg.in_initrd {
-            Scope::Initrd
-        } else {
-            Scope::System
-        },
+        scope: scope(cfg),
         // extension-release is checked on the mounted, verified tree below.
         read_release: false,
     };
@@ -512,12 +511,7 @@ fn activate(
     let m = mount::new_fs(
         fstype,
         &[FsOption::Str("source", &dev), FsOption::Flag("ro")],
-        Attrs {
-            rdonly: true,
-            nodev: true,
-            nosuid: true,
-            noexec: false,
-        },
+        IMAGE_ATTRS,
     )
     .map_err(|e| f(Check::Mount, e.to_string()))?;
     mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
@@ -614,9 +608,25 @@ fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), Str
             "image ships usr/lib/os-release, which would replace the host's identity".into(),
         );
     }
-    let fields = release::parse_os_release(&text);
-    release::validate(cfg.class, &cfg.host, &fields, &cfg.arch, cfg.in_initrd)
+    let ext = OsRelease::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    let host = Host {
+        os_release: &cfg.host,
+        arch: &cfg.arch,
+        scope: scope(cfg),
+        class: cfg.class,
+    };
+    release::validate(&host, &ext)
+        .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The scope systemd requires of extensions: `initrd` in the initrd, else `system`.
+fn scope(cfg: &PipelineConfig) -> Scope {
+    if cfg.in_initrd {
+        Scope::Initrd
+    } else {
+        Scope::System
+    }
 }
 
 #[cfg(test)]

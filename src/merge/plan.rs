@@ -4,25 +4,11 @@
 
 use super::version::strverscmp_improved;
 
-/// sysext (`/usr`, `/opt`) or confext (`/etc`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    /// System extensions.
-    Sysext,
-    /// Configuration extensions.
-    Confext,
-}
+/// sysext (`/usr`, `/opt`) or confext (`/etc`): the image module's class, with the merge-side
+/// facts (hierarchies, search paths, markers) added here.
+pub use crate::image::Class;
 
 impl Class {
-    /// `sysext` / `confext`: the overlay's source string, the event-log class and the CLI verb.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Sysext => "sysext",
-            Class::Confext => "confext",
-        }
-    }
-
     /// The hierarchies this class may overlay, absolute.
     pub fn hierarchies(self) -> &'static [&'static str] {
         match self {
@@ -105,7 +91,7 @@ pub fn image_name(file_name: &str, is_dir: bool, class: Class) -> Option<String>
         file_name
     } else {
         let base = file_name.strip_suffix(".raw")?;
-        base.strip_suffix(&format!(".{}", class.as_str()))
+        base.strip_suffix(&format!(".{}", class.name()))
             .unwrap_or(base)
     };
     if name.is_empty() || name.contains('/') || name.len() > 255 {

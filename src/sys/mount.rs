@@ -263,15 +263,20 @@ pub fn make_private(path: &Path) -> Result<(), MountError> {
     mount_change(path, MountPropagationFlags::PRIVATE).map_err(err("make private", path))
 }
 
-/// Whether `path` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT).
-pub fn is_mount_root(path: &Path) -> Result<bool, MountError> {
-    let st = statx(
+/// statx of `path` itself (a final symlink is not followed).
+fn statx_nofollow(path: &Path) -> Result<rustix::fs::Statx, MountError> {
+    statx(
         CWD,
         path,
         AtFlags::SYMLINK_NOFOLLOW,
         StatxFlags::BASIC_STATS,
     )
-    .map_err(err("statx", path))?;
+    .map_err(err("statx", path))
+}
+
+/// Whether `path` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT).
+pub fn is_mount_root(path: &Path) -> Result<bool, MountError> {
+    let st = statx_nofollow(path)?;
     let mask = rustix::fs::StatxAttributes::MOUNT_ROOT;
     if !st.stx_attributes_mask.contains(mask) {
         return Err(err("statx mount-root attribute unsupported", path)(
@@ -283,13 +288,7 @@ pub fn is_mount_root(path: &Path) -> Result<bool, MountError> {
 
 /// Device number (major, minor) of the file system holding `path`, not following a final symlink.
 pub fn dev_of(path: &Path) -> Result<(u32, u32), MountError> {
-    let st = statx(
-        CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS,
-    )
-    .map_err(err("statx", path))?;
+    let st = statx_nofollow(path)?;
     Ok((st.stx_dev_major, st.stx_dev_minor))
 }
 
