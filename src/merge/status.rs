@@ -77,9 +77,11 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // A byte is at most \377: a first digit above 3 is not an escape (and would overflow).
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
@@ -120,6 +122,13 @@ pub fn submounts_below(points: &[String], dir: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_regression_escape_above_377_is_kept_literally() {
+        // Found by fuzz/merge_marker: `\\562` overflowed u8 arithmetic and panicked.
+        let pts = mount_points("37 36 0:5 / /a\\562b rw - ext4 x rw\n1 2 3 4 /c\\040d\n");
+        assert_eq!(pts, ["/a\\562b", "/c d"]);
+    }
 
     #[test]
     fn mountinfo_and_submounts() {
