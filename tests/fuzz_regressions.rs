@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use verity::image::release::{validate, Host, OsRelease, Scope};
 use verity::merge::plan::{image_name, parse_dev, parse_list, Class};
-use verity::merge::release::{parse_os_release, validate};
 use verity::merge::status::{mount_points, submounts_below};
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
@@ -24,10 +24,16 @@ fn inputs(target: &str) -> Vec<Vec<u8>> {
 fn merge_marker_crashes_stay_fixed() {
     for data in inputs("merge_marker") {
         let s = String::from_utf8_lossy(&data);
-        let host = parse_os_release("ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1\n");
-        let img = parse_os_release(&s);
+        let host = OsRelease::parse(b"ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1\n").unwrap();
+        let img = OsRelease::parse(&data).unwrap_or_default();
         for class in [Class::Sysext, Class::Confext] {
-            let _ = validate(class, &host, &img, "x86-64", false);
+            let h = Host {
+                os_release: &host,
+                arch: "x86-64",
+                scope: Scope::System,
+                class,
+            };
+            let _ = validate(&h, &img);
             let _ = image_name(&s, false, class);
         }
         let _ = parse_dev(&s);
