@@ -158,7 +158,12 @@ impl ClassPipeline for Pipeline {
                 name: f.name,
                 path: f.path.to_string_lossy().into_owned(),
                 status: report::Status::Rejected,
-                reason: Some(format!("{check}: {}", f.reason)),
+                // The engine's reasons usually start with the check already.
+                reason: Some(if f.reason.starts_with(&check) {
+                    f.reason
+                } else {
+                    format!("{check}: {}", f.reason)
+                }),
                 root_hash: None,
                 signer: None,
                 pcr: None,
