@@ -413,6 +413,9 @@ fn admit_raw(
         },
         // extension-release is checked on the mounted, verified tree below.
         read_release: false,
+        // Kernel activation checks each block as it is read (an altered block is EIO), as
+        // systemd does; userspace activation verifies the whole tree on its sealed copy.
+        kernel_checks_data: use_kernel(cfg, dm),
     };
     let (report, res) = image::verify(d, &opts);
     let verified = res.map_err(|msg| {
@@ -454,12 +457,7 @@ fn activate(
 ) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
     let f = |c, r: String| fail(name, path, c, r);
     let vi = verified.get();
-    let use_kernel = match cfg.integrity {
-        Integrity::Kernel => true,
-        Integrity::Userspace => false,
-        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
-    };
-    if use_kernel {
+    if use_kernel(cfg, dm) {
         return activate_kernel(name, path, kind, cfg, dm, target, verified);
     }
     let (size, root_hex) = match &vi.integrity {
@@ -541,6 +539,14 @@ fn activate(
     // mount matched the same root hash block by block.
     drop(verified);
     Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
+}
+
+fn use_kernel(cfg: &PipelineConfig, dm: Option<&dyn DmActivator>) -> bool {
+    match cfg.integrity {
+        Integrity::Kernel => true,
+        Integrity::Userspace => false,
+        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
+    }
 }
 
 /// The kernel path: the image module verified the signature in userspace on this descriptor; the
