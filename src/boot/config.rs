@@ -77,6 +77,8 @@ pub struct ClassConfig {
     pub image_policy: Option<String>,
     /// PCR to extend (default 13 for sysext, 12 for confext).
     pub pcr: Option<u32>,
+    /// Mount with noexec (default: yes for confext, no for sysext).
+    pub noexec: Option<bool>,
 }
 
 /// The whole file.

@@ -27,6 +27,9 @@ pub struct BootArgs {
     /// Print the report as JSON on stdout too.
     #[arg(long)]
     json: bool,
+    /// Write the report here instead of the config's `report` path.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,7 +46,7 @@ pub fn run(cmd: Command) -> CliResult {
     let Command::Boot(a) = cmd;
     match a.sub {
         Some(BootSub::Install { root }) => install(&root),
-        None => boot(&a.config, a.json),
+        None => boot(&a.config, a.json, a.report),
     }
 }
 
@@ -69,30 +72,123 @@ fn stderr_is_journal() -> bool {
     }
 }
 
-/// Where the merge pipeline plugs in. Until the pipeline module lands in this build, every class
-/// fails as an operational error, so the hook never claims to have verified anything.
+/// The real per-class pipeline: the sysext/confext merge engine with the config's settings.
 struct Pipeline;
 
-impl ClassPipeline for Pipeline {
-    fn run_class(&mut self, class: Class, _cfg: &Config) -> Result<Vec<ImageReport>, String> {
-        Err(format!(
-            "the {} merge pipeline is not available in this build",
-            class.name()
-        ))
+fn merge_class(c: Class) -> crate::merge::plan::Class {
+    match c {
+        Class::Sysext => crate::merge::plan::Class::Sysext,
+        Class::Confext => crate::merge::plan::Class::Confext,
     }
 }
 
-fn boot(config_path: &Path, json: bool) -> CliResult {
+fn integrity(cfg: &Config) -> crate::merge::pipeline::Integrity {
+    use crate::merge::pipeline::Integrity as I;
+    match cfg.integrity {
+        config::Integrity::Auto => I::Auto,
+        config::Integrity::Kernel => I::Kernel,
+        config::Integrity::Userspace => I::Userspace,
+    }
+}
+
+/// How the pipeline activated images (it decides `auto` the same way).
+fn integrity_used(cfg: &Config) -> &'static str {
+    match cfg.integrity {
+        config::Integrity::Kernel => "kernel",
+        config::Integrity::Userspace => "userspace",
+        config::Integrity::Auto => {
+            if cfg!(feature = "dm") && Path::new("/dev/mapper/control").exists() {
+                "kernel"
+            } else {
+                "userspace"
+            }
+        }
+    }
+}
+
+impl ClassPipeline for Pipeline {
+    fn run_class(&mut self, class: Class, cfg: &Config) -> Result<Vec<ImageReport>, String> {
+        let cc = cfg.class(class);
+        let setup = super::ext::MergeSetup {
+            class: merge_class(class),
+            root: cfg.root.clone(),
+            image_policy: cc.image_policy.clone(),
+            trust: cfg.trust.clone(),
+            integrity: integrity(cfg),
+            pcr: Some(cfg.pcr(class)),
+            force: false,
+            strict: false,
+            noexec: cc.noexec,
+            tpm: Some(cfg.tpm.clone()),
+            event_log: cfg.event_log.clone(),
+            dangerous_no_tpm: false,
+        };
+        let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
+        for w in &out.apply.warnings {
+            eprintln!("verity: warning: {}: {w}", class.name());
+        }
+        let mut list = Vec::new();
+        for m in out.merged {
+            let digest = m
+                .measurement
+                .digests
+                .iter()
+                .find(|(bank, _)| bank == "sha256")
+                .map(|(_, d)| d.clone());
+            list.push(ImageReport {
+                class,
+                name: m.info.name,
+                path: m.info.path.to_string_lossy().into_owned(),
+                status: report::Status::Accepted,
+                reason: None,
+                root_hash: m.info.root_hash,
+                signer: m.info.signer,
+                pcr: Some(m.measurement.pcr),
+                digest,
+                integrity: Some(integrity_used(cfg).to_string()),
+            });
+        }
+        for f in out.skipped {
+            let check = serde_json::to_value(f.check)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            list.push(ImageReport {
+                class,
+                name: f.name,
+                path: f.path.to_string_lossy().into_owned(),
+                status: report::Status::Rejected,
+                // The engine's reasons usually start with the check already.
+                reason: Some(if f.reason.starts_with(&check) {
+                    f.reason
+                } else {
+                    format!("{check}: {}", f.reason)
+                }),
+                root_hash: None,
+                signer: None,
+                pcr: None,
+                digest: None,
+                integrity: None,
+            });
+        }
+        Ok(list)
+    }
+}
+
+fn boot(config_path: &Path, json: bool, report_path: Option<PathBuf>) -> CliResult {
     let journal = stderr_is_journal();
     let say = |p: Priority, m: &str| eprintln!("{}", report::prefixed(p, m, journal));
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| op_err(format!("cannot read config {}: {e}", config_path.display())))?;
-    let cfg = config::parse(&text).map_err(|e| {
+    let mut cfg = config::parse(&text).map_err(|e| {
         op_err(match e.line {
             Some(l) => format!("{}:{l}: {}", config_path.display(), e.reason),
             None => format!("{}: {}", config_path.display(), e.reason),
         })
     })?;
+    if let Some(p) = report_path {
+        cfg.report = p;
+    }
     let mut pipeline = Pipeline;
     let rep = hook::run(
         &cfg,

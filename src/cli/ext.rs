@@ -106,19 +106,57 @@ fn host_os_release(root: &Path) -> OsRelease {
     Default::default()
 }
 
-fn config(class: Class, a: &MergeArgs) -> PipelineConfig {
-    let root = a.common.root.clone();
+/// Everything a merge needs besides the class's images: shared by `sysext|confext merge` and the
+/// boot hook, so both open the TPM, read os-release and pick the activator the same way.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeSetup {
+    pub class: Class,
+    pub root: PathBuf,
+    pub image_policy: Option<String>,
+    pub trust: Vec<PathBuf>,
+    pub integrity: Integrity,
+    pub pcr: Option<u32>,
+    pub force: bool,
+    pub strict: bool,
+    pub noexec: Option<bool>,
+    /// `None` = the default TPM.
+    pub tpm: Option<String>,
+    pub event_log: PathBuf,
+    pub dangerous_no_tpm: bool,
+}
+
+impl MergeArgs {
+    fn setup(&self, class: Class) -> MergeSetup {
+        MergeSetup {
+            class,
+            root: self.common.root.clone(),
+            image_policy: self.image_policy.clone(),
+            trust: self.trust.clone(),
+            integrity: self.integrity,
+            pcr: self.pcr,
+            force: self.force,
+            strict: self.strict,
+            noexec: self.noexec,
+            tpm: self.tpm.clone(),
+            event_log: self.event_log.clone(),
+            dangerous_no_tpm: self.dangerous_no_tpm,
+        }
+    }
+}
+
+fn config(s: &MergeSetup) -> PipelineConfig {
+    let root = s.root.clone();
     PipelineConfig {
-        class,
+        class: s.class,
         in_initrd: crate::merge::discover::in_initrd(&root),
         host: host_os_release(&root),
         arch: super::image::host_arch(),
         root,
-        image_policy: a.image_policy.clone(),
-        trust: a.trust.clone(),
-        integrity: a.integrity,
-        pcr: a.pcr.unwrap_or(class.default_pcr()),
-        force: a.force,
+        image_policy: s.image_policy.clone(),
+        trust: s.trust.clone(),
+        integrity: s.integrity,
+        pcr: s.pcr.unwrap_or(s.class.default_pcr()),
+        force: s.force,
         workspace: PathBuf::new(),
     }
 }
@@ -130,40 +168,65 @@ fn print_json<T: serde::Serialize>(v: &T) -> CliResult {
     Ok(())
 }
 
-fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
-    let cfg = config(class, &a);
-    if cfg.host.get("ID").map(|s| s.is_empty()).unwrap_or(true) && !a.force {
-        return Err(op_err(format!(
-            "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
-            a.common.root.display()
-        )));
+/// The kernel activator, where this build has one.
+fn dm_activator() -> Option<&'static dyn crate::merge::pipeline::DmActivator> {
+    #[cfg(feature = "dm")]
+    {
+        Some(&crate::sys::dm::DeviceMapper)
     }
-    let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if a.dangerous_no_tpm {
+    #[cfg(not(feature = "dm"))]
+    {
+        None
+    }
+}
+
+/// Reads os-release, opens the measurer and runs the merge. The outer `Err` means the merge could
+/// not start (no host ID, TPM unreachable): an operational error, not an image's fault.
+pub(crate) fn run_merge(
+    s: &MergeSetup,
+    refresh: bool,
+) -> Result<Result<engine::MergeOutcome, MergeError>, String> {
+    let cfg = config(s);
+    if cfg.host.get("ID").map(|s| s.is_empty()).unwrap_or(true) && !s.force {
+        return Err(format!(
+            "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
+            s.root.display()
+        ));
+    }
+    let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if s.dangerous_no_tpm {
         eprintln!(
             "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR"
         );
         Box::new(NoTpm {
-            event_log: Some(a.event_log.clone()),
+            event_log: Some(s.event_log.clone()),
         })
     } else {
-        let spec = a
+        let spec = s
             .tpm
             .clone()
             .unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
-        let tpm =
-            crate::measure::open_tpm(&spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        let tpm = crate::measure::open_tpm(&spec).map_err(|e| format!("TPM {spec}: {e}"))?;
         Box::new(engine::TpmMeasurer {
             tpm,
-            log: crate::measure::EventLog::new(a.event_log.clone()),
+            log: crate::measure::EventLog::new(s.event_log.clone()),
         })
     };
     let opts = MergeOptions {
         pipeline: cfg,
-        strict: a.strict,
-        noexec: a.noexec,
+        strict: s.strict,
+        noexec: s.noexec,
         workspace_base: PathBuf::from(WORKSPACE_BASE),
     };
-    let out = match engine::merge(&opts, measurer.as_mut(), None, refresh) {
+    Ok(engine::merge(
+        &opts,
+        measurer.as_mut(),
+        dm_activator(),
+        refresh,
+    ))
+}
+
+fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
+    let out = match run_merge(&a.setup(class), refresh).map_err(op_err)? {
         Ok(o) => o,
         Err(MergeError::Strict(fails)) => {
             for f in &fails {

@@ -304,6 +304,7 @@ fn run_inspect(a: InspectArgs) -> CliResult {
         host_arch: host_arch(),
         scope: Scope::System,
         read_release: true,
+        kernel_checks_data: false,
     };
     let (r, _) = verify(d, &opts);
     print_report(&r, c.json);
@@ -334,6 +335,7 @@ fn run_verify(a: VerifyArgs) -> CliResult {
             Scope::System
         },
         read_release: true,
+        kernel_checks_data: false,
     };
     let (r, res) = verify(d, &opts);
     print_report(&r, c.json);

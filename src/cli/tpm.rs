@@ -499,6 +499,7 @@ fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliErro
         host_arch,
         scope: Scope::System,
         read_release: true,
+        kernel_checks_data: false,
     })
 }
 

@@ -248,7 +248,9 @@ fn overlay(
     );
     match mount::new_fs("overlay", &opts, attrs) {
         Ok(m) => Ok(m),
-        Err(e) if e.errno == rustix::io::Errno::INVAL || e.errno.raw_os_error() == 519 /* ENOPARAM */ => {
+        // Kernels before lowerdir+ refuse the fd parameter with EINVAL, ENOPARAM (519) or, on 6.1,
+        // EOPNOTSUPP.
+        Err(e) if e.errno == rustix::io::Errno::INVAL || e.errno == rustix::io::Errno::OPNOTSUPP || e.errno.raw_os_error() == 519 /* ENOPARAM */ => {
             let at = ws.dir.join("meta").join(format!("{tag}-ovl"));
             std::fs::create_dir_all(&at).map_err(io(&at))?;
             Ok(mount::legacy_new_fs("overlay", class.name(), &format!("lowerdir={}", lowerdir(lowers)), &at, attrs)?)

@@ -35,12 +35,16 @@ pub enum Integrity {
 
 /// Kernel dm-verity activation, implemented in `sys::dm` (VM issue). Returns the mapped device.
 pub trait DmActivator {
-    /// Loads a read-only verity table over `data`/`hash` with `root_hash`; returns `/dev/mapper/..`.
+    /// Loads a read-only verity table over the byte ranges `data` (offset, size) of `data_file` and
+    /// `hash` (offset of the verity superblock, size) of `hash_file` with `root_hash`; returns
+    /// `/dev/mapper/..`.
     fn activate(
         &self,
         name: &str,
-        data: &File,
-        hash: &File,
+        data_file: &File,
+        data: (u64, u64),
+        hash_file: &File,
+        hash: (u64, u64),
         root_hash: &str,
     ) -> Result<PathBuf, String>;
 }
@@ -408,6 +412,9 @@ fn admit_raw(
         scope: scope(cfg),
         // extension-release is checked on the mounted, verified tree below.
         read_release: false,
+        // Kernel activation checks each block as it is read (an altered block is EIO), as
+        // systemd does; userspace activation verifies the whole tree on its sealed copy.
+        kernel_checks_data: use_kernel(cfg, dm),
     };
     let (report, res) = image::verify(d, &opts);
     let verified = res.map_err(|msg| {
@@ -449,16 +456,8 @@ fn activate(
 ) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
     let f = |c, r: String| fail(name, path, c, r);
     let vi = verified.get();
-    let use_kernel = match cfg.integrity {
-        Integrity::Kernel => true,
-        Integrity::Userspace => false,
-        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
-    };
-    if use_kernel {
-        return Err(f(
-            Check::Integrity,
-            "kernel dm-verity activation is not available in this build".into(),
-        ));
+    if use_kernel(cfg, dm) {
+        return activate_kernel(name, path, kind, cfg, dm, target, verified);
     }
     let (size, root_hex) = match &vi.integrity {
         Some(i) => (i.geometry.data_size(), crate::hex::encode(&i.root_hash)),
@@ -534,6 +533,102 @@ fn activate(
     // mount matched the same root hash block by block.
     drop(verified);
     Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
+}
+
+fn use_kernel(cfg: &PipelineConfig, dm: Option<&dyn DmActivator>) -> bool {
+    match cfg.integrity {
+        Integrity::Kernel => true,
+        Integrity::Userspace => false,
+        Integrity::Auto => dm.is_some() && Path::new("/dev/mapper/control").exists(),
+    }
+}
+
+/// The kernel path: the image module verified the signature in userspace on this descriptor; the
+/// kernel now checks every data block as it is read (an altered block reads as EIO).
+fn activate_kernel(
+    name: &str,
+    path: &Path,
+    kind: ImageKind,
+    cfg: &PipelineConfig,
+    dm: Option<&dyn DmActivator>,
+    target: &Path,
+    verified: Verified<crate::image::VerifiedImage>,
+) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
+    let f = |c, r: String| fail(name, path, c, r);
+    let vi = verified.get();
+    let dm = dm.ok_or_else(|| {
+        f(
+            Check::Integrity,
+            "kernel dm-verity activation is not available in this build".into(),
+        )
+    })?;
+    let i = vi.integrity.as_ref().ok_or_else(|| {
+        f(
+            Check::Integrity,
+            "integrity = kernel needs a verity image, this one has no hash tree".into(),
+        )
+    })?;
+    let root_hex = crate::hex::encode(&i.root_hash);
+    let dev = dm
+        .activate(
+            name,
+            vi.source.file(),
+            (vi.data.offset, vi.data.size),
+            i.hash.source.file(),
+            (i.hash.extent.offset, i.hash.extent.size),
+            &root_hex,
+        )
+        .map_err(|e| f(Check::Integrity, e))?;
+    let mut head = [0u8; 2048];
+    {
+        use std::os::unix::fs::FileExt;
+        let d = File::open(&dev).map_err(|e| f(Check::Mount, format!("{}: {e}", dev.display())))?;
+        d.read_exact_at(&mut head, 0)
+            .map_err(|e| f(Check::Integrity, format!("{}: {e}", dev.display())))?;
+    }
+    let fstype = fs_of(&head).ok_or_else(|| {
+        f(
+            Check::Dissect,
+            "not an erofs, squashfs or ext4 file system".into(),
+        )
+    })?;
+    let devs = dev.to_string_lossy().into_owned();
+    let m = mount::new_fs(
+        fstype,
+        &[FsOption::Str("source", &devs), FsOption::Flag("ro")],
+        Attrs {
+            rdonly: true,
+            nodev: true,
+            nosuid: true,
+            noexec: false,
+        },
+    )
+    .map_err(|e| f(Check::Mount, e.to_string()))?;
+    mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
+    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
+    let info = ImageInfo {
+        name: name.into(),
+        class: cfg.class,
+        kind,
+        path: path.into(),
+        root_hash: Some(root_hex),
+        protection: if signer.is_some() { "signed" } else { "verity" }.into(),
+        signer,
+    };
+    drop(verified);
+    Ok((Verified::mint(info), Backing::None))
+}
+
+fn fs_of(b: &[u8; 2048]) -> Option<&'static str> {
+    if &b[0..4] == b"hsqs" {
+        Some("squashfs")
+    } else if b[1024..1028] == [0xe2, 0xe1, 0xf5, 0xe0] {
+        Some("erofs")
+    } else if b[1080..1082] == [0x53, 0xef] {
+        Some("ext4")
+    } else {
+        None
+    }
 }
 
 /// File-system type by magic number.

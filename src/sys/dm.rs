@@ -521,25 +521,23 @@ impl crate::merge::pipeline::DmActivator for DeviceMapper {
     fn activate(
         &self,
         _name: &str,
-        data: &std::fs::File,
-        hash: &std::fs::File,
+        data_file: &std::fs::File,
+        data: (u64, u64),
+        hash_file: &std::fs::File,
+        hash: (u64, u64),
         root_hash: &str,
     ) -> Result<PathBuf, String> {
         use std::os::fd::AsFd;
         let root = crate::hex::decode(root_hash).map_err(|e| format!("root hash: {e}"))?;
-        // Keep the loop devices' File handles until the table is loaded; autoclear then ties
-        // their lifetime to the dm device.
-        let as_block = |f: &std::fs::File, what: &str| -> Result<std::fs::File, String> {
-            let m = f.metadata().map_err(|e| format!("{what}: fstat: {e}"))?;
-            if std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()) {
-                return f.try_clone().map_err(|e| format!("{what}: {e}"));
-            }
-            let lo = super::loopdev::attach_readonly(f.as_fd(), 0, m.len())
+        // Read-only autoclear loop devices over exactly the partition's byte range (a DDI holds
+        // both partitions in one file or disk); the dm table keeps them alive once loaded.
+        let as_block = |f: &std::fs::File, (off, size): (u64, u64), what: &str| {
+            let lo = super::loopdev::attach_readonly(f.as_fd(), off, size)
                 .map_err(|e| format!("{what}: loop device: {e}"))?;
             std::fs::File::open(lo.path()).map_err(|e| format!("{}: {e}", lo.path().display()))
         };
-        let d = as_block(data, "data")?;
-        let h = as_block(hash, "hash")?;
+        let d = as_block(data_file, data, "data")?;
+        let h = as_block(hash_file, hash, "hash")?;
         activate_block_files(&d, &h, 0, &root, Signature::None)
             .map(|m| m.path)
             .map_err(|e| e.to_string())

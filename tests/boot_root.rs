@@ -1,0 +1,130 @@
+//! `verity boot` end to end against a software TPM: a boot.toml in a temp root, two images signed by
+//! the trusted TEST-ONLY key (one sysext, one confext) and one sysext signed by an untrusted key.
+//! The hook must merge the good ones, reject the untrusted one at the signature check, write the
+//! report where it is told, exit 1 because the rejected image is required, and leave an event log
+//! that `verity pcr replay` matches. Needs root (mounts inside `unshare -m`), swtpm, erofs-utils.
+
+#[path = "support/swtpm.rs"]
+mod swtpm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swtpm::Swtpm;
+
+const BIN: &str = env!("CARGO_BIN_EXE_verity");
+
+fn keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("keys")
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+/// Builds a signed image of `class` named `name` carrying one file with `content`.
+fn image(r: &Path, class: &str, name: &str, key: &str, content: &str) {
+    let src = r.parent().unwrap().join(format!("src-{name}"));
+    let (top, dir) = if class == "sysext" {
+        ("usr", "var/lib/extensions")
+    } else {
+        ("etc", "var/lib/confexts")
+    };
+    let rel = if class == "sysext" {
+        format!("usr/lib/extension-release.d/extension-release.{name}")
+    } else {
+        format!("etc/extension-release.d/extension-release.{name}")
+    };
+    write(&src.join(rel), "ID=_any\n");
+    write(&src.join(format!("{top}/share-{name}")), content);
+    let out = r.join(dir);
+    std::fs::create_dir_all(&out).unwrap();
+    let st = Command::new(BIN)
+        .args(["image", "build", "--class", class])
+        .arg("--key")
+        .arg(keys().join(format!("{key}.key")))
+        .arg("--cert")
+        .arg(keys().join(format!("{key}.crt")))
+        .arg("-o")
+        .arg(out.join(format!("{name}.raw")))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "image build {name}");
+}
+
+#[test]
+fn root_swtpm_boot_merges_and_reports() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    write(&r.join("etc/os-release"), "ID=debian\n");
+    write(&r.join("usr/share/host"), "h\n");
+    let trust = t.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(keys().join("rsa2048.crt"), trust.join("rsa2048.crt")).unwrap();
+    image(&r, "sysext", "one", "rsa2048", "1\n");
+    image(&r, "confext", "conf1", "rsa2048", "c\n");
+    image(&r, "sysext", "evil", "other", "x\n");
+    let log = t.path().join("tpm2-measure.log");
+    let report = t.path().join("boot.json");
+    let cfg = t.path().join("boot.toml");
+    write(
+        &cfg,
+        &format!(
+            "root = {:?}\ntrust = [{:?}]\ntpm = {:?}\nevent-log = {:?}\nintegrity = \"userspace\"\n\
+             required = [\"one\", \"evil\"]\non-failure = \"fail\"\n",
+            r.to_str().unwrap(),
+            trust.to_str().unwrap(),
+            tpm.spec(),
+            log.to_str().unwrap()
+        ),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-uc"])
+        .arg(
+            r#"
+            $V boot --config $C --report $J >&2; echo "EXIT=$?"
+            echo "FILES=$(cat $R/usr/share-one $R/etc/share-conf1 | tr '\n' ,)"
+            test -e $R/usr/share-evil && echo EVIL_VISIBLE
+            $V pcr replay --tpm $S --event-log $L >&2 && echo REPLAY_OK
+            "#,
+        )
+        .env("V", BIN)
+        .env("R", &r)
+        .env("L", &log)
+        .env("S", tpm.spec())
+        .env("C", &cfg)
+        .env("J", &report)
+        .output()
+        .expect("unshare (util-linux) must be installed and the test run as root");
+    let s = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{s}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.contains("EXIT=1\n"), "a required image was rejected");
+    assert!(s.contains("FILES=1,c,"), "good images visible when merged");
+    assert!(!s.contains("EVIL_VISIBLE"));
+    assert!(s.contains("REPLAY_OK"));
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["exitCode"].as_i64(), Some(1));
+    let images = rep["images"].as_array().unwrap();
+    let find = |n: &str| images.iter().find(|i| i["name"] == n).unwrap().clone();
+    for (n, pcr) in [("one", 13), ("conf1", 12)] {
+        let i = find(n);
+        assert_eq!(i["status"], "accepted", "{n}");
+        assert_eq!(i["rootHash"].as_str().unwrap().len(), 64, "{n}");
+        assert_eq!(i["signer"].as_str().unwrap().len(), 64, "{n}");
+        assert_eq!(i["pcr"], pcr, "{n}");
+        assert_eq!(i["digest"].as_str().unwrap().len(), 64, "{n}");
+    }
+    let evil = find("evil");
+    assert_eq!(evil["status"], "rejected");
+    assert!(
+        evil["reason"].as_str().unwrap().starts_with("signature"),
+        "{evil}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("sysext:one:").count(), 1);
+    assert_eq!(text.matches("confext:conf1:").count(), 1);
+    assert!(!text.contains("evil"));
+}
