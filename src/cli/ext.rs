@@ -85,8 +85,9 @@ pub struct MergeArgs {
     /// Mount with noexec (default: yes for confext, no for sysext).
     #[arg(long, value_parser = parse_yes_no)]
     noexec: Option<bool>,
-    /// Skip the extension-release compatibility check.
-    #[arg(long)]
+    /// Skip the extension-release compatibility check (systemd-sysext's `--force`): the image
+    /// may not fit this host. Named as a bypass because it weakens what is admitted.
+    #[arg(long = "dangerous-skip-release-check")]
     force: bool,
     /// PCR to extend (default 13 for sysext, 12 for confext).
     #[arg(long)]

@@ -76,7 +76,7 @@ pub struct PipelineConfig {
     pub integrity: Integrity,
     /// PCR to extend.
     pub pcr: u32,
-    /// Skip the extension-release check (`--force`).
+    /// Skip the extension-release check (`--dangerous-skip-release-check`).
     pub force: bool,
     /// Running in the initrd (changes the required scope).
     pub in_initrd: bool,
