@@ -194,10 +194,9 @@ pub fn set_attrs(m: &DetachedMount, attrs: Attrs, recursive: bool) -> Result<(),
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
     let fd = rustix::fd::AsRawFd::as_raw_fd(&m.fd);
-    // SAFETY: mount_setattr reads `size` bytes from `&ma`, a live, properly laid out `struct
-    // mount_attr` (MOUNT_ATTR_SIZE_VER0 = 32 bytes); the path is a NUL-terminated empty string and
-    // `fd` is an open descriptor we own for the duration of the call.
     #[allow(unsafe_code)]
+    // SAFETY: mount_setattr reads `size` (32) bytes from `&ma`, a live `struct mount_attr`; the
+    // path is a NUL-terminated empty string and `fd` is open and ours for the whole call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,

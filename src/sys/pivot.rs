@@ -229,10 +229,8 @@ pub fn exec_with_fds(
     }
     for (i, c) in copies.iter().enumerate() {
         let target = 3 + i as i32;
-        // SAFETY: dup2 onto a plain number: whatever descriptor held `target` is closed by the kernel
-        // and the number now belongs to the image we are about to exec. Rust code that owned the old
-        // descriptor there is never run again on success; on failure the caller is past the point of
-        // no return (the root has been switched) and only reports the error.
+        // SAFETY: dup2 onto a number whose old descriptor the kernel closes; no Rust owner of it runs
+        // again (we exec next, or report an error past the point of no return).
         let r = unsafe { libc::dup2(c.as_raw_fd(), target) };
         if r < 0 {
             return io::Error::last_os_error();

@@ -6,7 +6,7 @@
 //! `crate::sys::sha256_mb` (AVX-512 16 lanes / SHA-NI 2 streams), several times faster than one
 //! block at a time. Layering exception: this pure-core file names that `sys` function, once, in
 //! [`BlockHasher::new`]. It is pure computation (no I/O, no state; `sys` only because its SIMD
-//! needs `unsafe`), and reaching it through the [`BatchFn`] pointer keeps the rest of the tree
+//! intrinsics need the unchecked code that only `sys` may hold), and reaching it through the [`BatchFn`] pointer keeps the rest of the tree
 //! code unaware of it; [`BlockHasher::with_batch`] swaps or removes it (tests, other kernels).
 
 use crate::digest::{HashAlg, Hasher};
