@@ -6,3 +6,4 @@ pub mod pipeline;
 pub mod plan;
 pub mod status;
 pub mod version;
+pub mod vpick;
