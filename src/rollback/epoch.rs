@@ -1,6 +1,6 @@
 //! The TPM-backed epoch: a number that only grows, kept in the TPM where deleting or restoring a
 //! file cannot reach it. Images carry `VERITY_EPOCH=N`; while the epoch index exists, an image
-//! whose epoch is below the TPM's is refused ([`super::decide`]).
+//! whose epoch is below the TPM's is refused ([`super::decide()`]).
 //!
 //! Two NV indexes in the TPM owner range (0x01800000-0x01BFFFFF, the TCG registry's range for
 //! the platform owner; outside the sub-range the registry delegates to systemd,

@@ -15,10 +15,10 @@
 //!   the state file was deleted or rolled back. It holds against anyone who cannot use the TPM's
 //!   owner authorisation (an offline disk attacker, a process without TPM access).
 //!
-//! The decision itself ([`decide`]) is pure: found version and epoch, floor, TPM epoch → admit or
+//! The decision itself ([`decide()`]) is pure: found version and epoch, floor, TPM epoch → admit or
 //! a [`decide::Refusal`] that names "rollback", what was found and the floor.
 //!
-//! Pure core: [`floors`], [`decide`], the version rules here. I/O edge: [`store`] (the state file,
+//! Pure core: [`floors`], [`mod@decide`], the version rules here. I/O edge: [`store`] (the state file,
 //! its lock and atomic replacement), [`epoch`] over the [`epoch::EpochNv`] trait (real: tss-esapi
 //! NV commands; fake: a software model of a TPM's NV counters), [`ops`] (raising and lowering,
 //! the latter measured into the event log).

@@ -40,12 +40,15 @@ pub enum OpError {
     #[error("cannot reach the TPM to measure the lowering, so the floor was not lowered: {0}")]
     Tpm(#[from] TpmError),
     #[error("measuring the lowering failed, so the floor was not lowered: {0}")]
-    Measure(#[from] MeasureError),
+    Measure(Box<MeasureError>),
     #[error(
         "the lowering was measured ({event}) but the state file was not changed: {source}; the \
          event log now records a lowering that did not happen"
     )]
-    AfterMeasure { event: String, source: StoreError },
+    AfterMeasure {
+        event: String,
+        source: Box<StoreError>,
+    },
 }
 
 /// `verity rollback raise`: the floor of (class, name) becomes `version`; lowering is refused.
@@ -89,11 +92,14 @@ pub fn lower(
     let record = {
         let mut w = log.lock_for_append()?;
         let mut tpm = open_tpm()?;
-        measure_text_locked(tpm.as_mut(), &mut w, pcr, &event, LOWER_EVENT_TYPE)?
+        measure_text_locked(tpm.as_mut(), &mut w, pcr, &event, LOWER_EVENT_TYPE)
+            .map_err(|e| OpError::Measure(Box::new(e)))?
     };
     let change = l.floors_mut().lower(class, name, version)?;
-    l.commit()
-        .map_err(|source| OpError::AfterMeasure { event, source })?;
+    l.commit().map_err(|source| OpError::AfterMeasure {
+        event,
+        source: Box::new(source),
+    })?;
     Ok(Lowered { change, record })
 }
 
