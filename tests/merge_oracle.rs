@@ -1,5 +1,5 @@
 //! Differential tests against systemd's own systemd-sysext/confext 257 (fetched and unpacked by
-//! shared/tools/systemd-oracle.sh, never installed): the same directory extensions merged by
+//! tests/oracle/systemd-257, never installed): the same directory extensions merged by
 //! systemd and by us must give the same tree, the same marker, the same mount flags, and each
 //! tool's `status` must recognise the other's merge. Root, network (first run) and util-linux
 //! needed; the test fails, never skips, when the oracle cannot be had.
@@ -7,36 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/systemd257.rs"]
+mod systemd257;
+
 const BIN: &str = env!("CARGO_BIN_EXE_verity");
 
 fn oracle() -> PathBuf {
-    let script = std::env::var_os("SYSEXT_ORACLE_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let m = Path::new(env!("CARGO_MANIFEST_DIR"));
-            [
-                m.join("../shared/tools/systemd-oracle.sh"),
-                m.join("../../shared/tools/systemd-oracle.sh"),
-            ]
-            .into_iter()
-            .find(|p| p.exists())
-            .expect("shared/tools/systemd-oracle.sh not found; set SYSEXT_ORACLE_SCRIPT")
-        });
-    let dir = std::env::var("SYSEXT_ORACLE_DIR").unwrap_or_else(|_| "/tmp/sysext-oracle".into());
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(r#". "$1" && fetch_systemd_oracle "$2""#)
-        .arg("oracle")
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "systemd oracle unavailable: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+    systemd257::tool("systemd-sysext")
 }
 
 fn write(p: &Path, s: &str) {
