@@ -150,6 +150,11 @@ fn root_oracle_directory_merge_matches_systemd_257() {
         $O status --root=$R --json=short >&2
         $O status --root=$R --json=short | grep -q '"extensions":\["alpha","tool_2","tool_10","zzz"\]' && echo SYSTEMD_SEES_OURS
         $OC status --root=$R --json=short | grep -q '"extensions":\["cfg"\]' && echo SYSTEMD_SEES_OUR_CONFEXT
+        s=$($V sysext status --root $R --json=short | grep -o '"since":[0-9]*' | head -n 1 | cut -d: -f2)
+        [ "$($V sysext status --root $R --json=short | wc -l)" = 1 ] && echo JSON_SHORT_ONE_LINE
+        $V sysext status --root $R --no-legend >&2
+        $V sysext status --root $R --no-legend | grep -qF "$(date -d "@$s" '+%a %Y-%m-%d %H:%M:%S %Z')" && echo STATUS_DATE_AS_DATE_PRINTS_IT
+        $V sysext --root $R --json=off | grep -q HIERARCHY && echo DEFAULT_VERB_STATUS_JSON_OFF
         $V sysext unmerge --root $R >&2; $V confext unmerge --root $R >&2
         "#,
     );
@@ -160,6 +165,9 @@ fn root_oracle_directory_merge_matches_systemd_257() {
     );
     assert!(ours_rest.contains("SYSTEMD_SEES_OURS"));
     assert!(ours_rest.contains("SYSTEMD_SEES_OUR_CONFEXT"));
+    assert!(ours_rest.contains("JSON_SHORT_ONE_LINE"));
+    assert!(ours_rest.contains("STATUS_DATE_AS_DATE_PRINTS_IT"));
+    assert!(ours_rest.contains("DEFAULT_VERB_STATUS_JSON_OFF"));
     assert!(theirs.contains("./share/x f"), "{theirs}");
     assert!(theirs.contains(r#""merged":true,"extensions":["alpha","tool_2","tool_10","zzz"]"#));
 }
