@@ -242,19 +242,19 @@ mod tests {
             e("l", Kind::Symlink(b"f".to_vec()), 0o777),
         ];
         let d = digest(&base);
-        let variants: Vec<Box<dyn Fn(&mut Vec<Entry>)>> = vec![
-            Box::new(|v| v[1].kind = Kind::File(3, [2; 32])),
-            Box::new(|v| v[1].kind = Kind::File(4, [1; 32])),
-            Box::new(|v| v[1].mode = 0o755),
-            Box::new(|v| v[1].uid = 1),
-            Box::new(|v| v[1].gid = 1),
-            Box::new(|v| v[1].path = b"g".to_vec()),
-            Box::new(|v| v[2].kind = Kind::Symlink(b"g".to_vec())),
-            Box::new(|v| v[2].kind = Kind::File(0, [0; 32])),
-            Box::new(|v| v.push(e("d", Kind::Dir, 0o755))),
-            Box::new(|v| {
+        let variants: Vec<fn(&mut Vec<Entry>)> = vec![
+            |v| v[1].kind = Kind::File(3, [2; 32]),
+            |v| v[1].kind = Kind::File(4, [1; 32]),
+            |v| v[1].mode = 0o755,
+            |v| v[1].uid = 1,
+            |v| v[1].gid = 1,
+            |v| v[1].path = b"g".to_vec(),
+            |v| v[2].kind = Kind::Symlink(b"g".to_vec()),
+            |v| v[2].kind = Kind::File(0, [0; 32]),
+            |v| v.push(e("d", Kind::Dir, 0o755)),
+            |v| {
                 v.remove(2);
-            }),
+            },
         ];
         for (i, f) in variants.iter().enumerate() {
             let mut v = base.clone();
