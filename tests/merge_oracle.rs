@@ -171,3 +171,43 @@ fn root_oracle_directory_merge_matches_systemd_257() {
     assert!(theirs.contains("./share/x f"), "{theirs}");
     assert!(theirs.contains(r#""merged":true,"extensions":["alpha","tool_2","tool_10","zzz"]"#));
 }
+
+/// Writable merges cross over: what systemd-sysext 257 merges with `--mutable=yes` verity
+/// recognises as mutable and unmerges (read-only marker bind, work dir removed, written data kept
+/// in the upper dir), and the other way round.
+#[test]
+fn root_oracle_mutable_merges_unmerge_across_tools() {
+    let o = oracle();
+    let (_t, r) = tree();
+    let out = run(
+        &r,
+        &o,
+        r#"
+        W=$R/var/lib/extensions.mutable
+        $O --root=$R --mutable=yes merge >&2
+        touch $R/usr/share/by-systemd
+        $V sysext status --root $R --json=short | grep -q '"mutable":true' && echo VERITY_SEES_MUTABLE
+        test -d $W/.systemd-usr-workdir && echo SYSTEMD_WORKDIR
+        $V sysext unmerge --root $R >&2
+        test ! -e $W/.systemd-usr-workdir && test -f $W/usr/share/by-systemd && test ! -e $R/usr/share/by-systemd && echo VERITY_UNMERGED_SYSTEMD
+        $V sysext merge $M --mutable=yes >&2 || true
+        touch $R/usr/share/by-verity
+        test "$(cat $R/usr/.systemd-sysext/work_dir)" = var/lib/extensions.mutable/.systemd-usr-workdir && echo SAME_WORKDIR_MARKER
+        if touch $R/usr/.systemd-sysext/x 2>/dev/null; then echo MARKER_WRITABLE; fi
+        $O status --root=$R --json=short | grep -q '"extensions":\["alpha","tool_2","tool_10","zzz"\]' && echo SYSTEMD_SEES_OURS
+        $O --root=$R unmerge >&2
+        test ! -e $W/.systemd-usr-workdir && test -f $W/usr/share/by-verity && test ! -e $R/usr/share/by-verity && echo SYSTEMD_UNMERGED_VERITY
+        "#,
+    );
+    for want in [
+        "VERITY_SEES_MUTABLE",
+        "SYSTEMD_WORKDIR",
+        "VERITY_UNMERGED_SYSTEMD",
+        "SAME_WORKDIR_MARKER",
+        "SYSTEMD_SEES_OURS",
+        "SYSTEMD_UNMERGED_VERITY",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    assert!(!out.contains("MARKER_WRITABLE"), "{out}");
+}
