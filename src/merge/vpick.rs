@@ -20,6 +20,9 @@
 //! protection: the pick is one image, and if its verified version is below its floor the image is
 //! refused; nothing here offers an older entry in its place.
 //!
+//! tests/vpick_oracle.rs checks this against systemd 257's own `systemd-vpick` on generated
+//! directories.
+//!
 //! In discovery (`discover-image.c`), `NAME.raw.v/` (or `NAME.sysext.raw.v/`) picks raw images or
 //! block devices `NAME_*.raw`; `NAME.v/` picks directory trees `NAME_*` ([`filter_for_dir`]).
 
