@@ -26,6 +26,7 @@ pub mod io;
 pub mod measure;
 pub mod merge;
 pub mod reboot;
+pub mod rollback;
 pub mod sign;
 pub mod sys;
 pub mod verity;

@@ -12,6 +12,7 @@ mod ext;
 mod image;
 mod progress;
 mod reboot;
+mod rollback;
 mod sign;
 mod tpm;
 
@@ -122,6 +123,8 @@ enum Command {
     Reboot(reboot::Command),
     #[command(flatten)]
     Tpm(tpm::Command),
+    #[command(flatten)]
+    Rollback(rollback::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -180,6 +183,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
+        Command::Rollback(c) => rollback::run(c),
         Command::Reboot(c) => reboot::run(c),
         Command::Tpm(c) => tpm::run(c),
     };

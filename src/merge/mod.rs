@@ -9,3 +9,4 @@ pub mod plan;
 pub mod status;
 pub mod treedigest;
 pub mod version;
+pub mod vpick;
