@@ -209,7 +209,7 @@ fn policy(v: &PcrValues, ex: &Expect) -> Outcome {
     }
     if bad.is_empty() {
         Outcome::Pass(format!(
-            "PCR {} hold allowed values",
+            "PCR(s) {} hold allowed values",
             ex.policy
                 .pcrs
                 .keys()

@@ -9,6 +9,7 @@
 //! and the PCR values until they hash to the signed digest.
 
 pub mod check;
+pub mod export;
 pub mod files;
 pub mod pcrblob;
 pub mod pcrlock;

@@ -4,12 +4,14 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
+mod attest;
 mod boot;
 #[cfg(feature = "dm")]
 mod dmopen;
 mod dmverity;
 mod ext;
 mod image;
+mod predict_export;
 mod progress;
 mod reboot;
 mod sign;
@@ -90,6 +92,8 @@ enum Command {
     Reboot(reboot::Command),
     #[command(flatten)]
     Tpm(tpm::Command),
+    #[command(flatten)]
+    Attest(attest::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -150,6 +154,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Sign(c) => sign::run(c),
         Command::Reboot(c) => reboot::run(c),
         Command::Tpm(c) => tpm::run(c),
+        Command::Attest(c) => attest::run(c),
     };
     match res {
         Ok(()) => 0,
