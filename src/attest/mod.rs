@@ -157,12 +157,14 @@ pub fn take_quote(
     for &p in pcrs {
         crate::measure::pcr::check_pcr(p).map_err(|e| AttestError::Usage(e.to_string()))?;
     }
+    // A log that does not exist yet means nothing was measured: the quote carries an empty log.
     let reader = match event_log {
-        Some(p) => Some(
+        Some(p) if p.exists() => Some(Some(
             EventLog::new(p)
                 .lock_shared()
                 .map_err(|e| AttestError::Usage(e.to_string()))?,
-        ),
+        )),
+        Some(_) => Some(None),
         None => None,
     };
     #[cfg(not(feature = "tpm"))]
@@ -192,14 +194,18 @@ pub fn take_quote(
                     .into(),
             ));
         }
-        let log_bytes: Option<Vec<u8>> = reader
-            .as_ref()
-            .map(|r| r.records().iter().flat_map(|x| x.to_bytes()).collect());
+        let log_bytes: Option<Vec<u8>> = reader.as_ref().map(|r| {
+            r.iter()
+                .flat_map(|r| r.records().iter().flat_map(|x| x.to_bytes()))
+                .collect()
+        });
         let line = files::write_quote(out, &raw.attest, &raw.signature, &values, log_bytes.as_deref())?;
         Ok(QuoteInfoOut {
             line,
             values,
-            log_records: reader.as_ref().map(|r| r.records().len()),
+            log_records: reader
+                .as_ref()
+                .map(|r| r.as_ref().map_or(0, |r| r.records().len())),
             reset_count: q.reset_count,
         })
     }
