@@ -118,16 +118,33 @@ fn swtpm_pcrlock_257_keeps_pcr13_with_predicted_components() {
         let img = out.to_str().unwrap();
         ok(
             verity(&[
-                "image", "build", "--class", "sysext", "--key",
-                keys.join("leaf.key").to_str().unwrap(), "--cert",
-                keys.join("leaf.crt").to_str().unwrap(), "-o", img, src.to_str().unwrap(),
+                "image",
+                "build",
+                "--class",
+                "sysext",
+                "--key",
+                keys.join("leaf.key").to_str().unwrap(),
+                "--cert",
+                keys.join("leaf.crt").to_str().unwrap(),
+                "-o",
+                img,
+                src.to_str().unwrap(),
             ]),
             "image build",
         );
         let j = ok(
             verity(&[
-                "pcr", "predict", "--pcr", "13", "--bank", "sha256", "--trust",
-                trust.to_str().unwrap(), "--image", img, "--json",
+                "pcr",
+                "predict",
+                "--pcr",
+                "13",
+                "--bank",
+                "sha256",
+                "--trust",
+                trust.to_str().unwrap(),
+                "--image",
+                img,
+                "--json",
             ]),
             "predict event",
         );
@@ -142,8 +159,19 @@ fn swtpm_pcrlock_257_keeps_pcr13_with_predicted_components() {
         let f: Vec<&str> = ev.split(':').collect();
         ok(
             verity(&[
-                "measure", "--class", f[0], "--name", f[1], "--root-hash", f[2], "--signer", f[3],
-                "--tpm", &tpm.spec(), "--event-log", log.to_str().unwrap(),
+                "measure",
+                "--class",
+                f[0],
+                "--name",
+                f[1],
+                "--root-hash",
+                f[2],
+                "--signer",
+                f[3],
+                "--tpm",
+                &tpm.spec(),
+                "--event-log",
+                log.to_str().unwrap(),
             ]),
             "measure",
         );
@@ -151,9 +179,20 @@ fn swtpm_pcrlock_257_keeps_pcr13_with_predicted_components() {
     let comps = t.path().join("pcrlock.d");
     let predict = |out: &Path| {
         verity(&[
-            "pcr", "predict", "--format", "pcrlock", "--trust", trust.to_str().unwrap(),
-            "--image", t1.to_str().unwrap(), "--image", t2.to_str().unwrap(), "--image",
-            zl.to_str().unwrap(), "--output", out.to_str().unwrap(),
+            "pcr",
+            "predict",
+            "--format",
+            "pcrlock",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--image",
+            t1.to_str().unwrap(),
+            "--image",
+            t2.to_str().unwrap(),
+            "--image",
+            zl.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
         ])
     };
     // Alternatives cannot go into one file.
@@ -165,10 +204,15 @@ fn swtpm_pcrlock_257_keeps_pcr13_with_predicted_components() {
 
     let out = pcrlock(&sd, &tpm, &fw, &log, &comps, &["predict"]);
     assert!(
-        out.contains("PCR 13 (sysexts) matches event log and fully consists of recognized measurements"),
+        out.contains(
+            "PCR 13 (sysexts) matches event log and fully consists of recognized measurements"
+        ),
         "{out}"
     );
-    assert!(out.contains(&observed), "pcrlock predicts the TPM's value: {out}");
+    assert!(
+        out.contains(&observed),
+        "pcrlock predicts the TPM's value: {out}"
+    );
     let out = pcrlock(&sd, &tpm, &fw, &log, &comps, &["log", "--json=short"]);
     let j: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
     let comps_seen: Vec<&str> = j["log"]

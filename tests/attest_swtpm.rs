@@ -14,10 +14,7 @@ use swtpm::{hex_encode, Swtpm};
 const BIN: &str = env!("CARGO_BIN_EXE_verity");
 
 fn verity(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run verity")
+    Command::new(BIN).args(args).output().expect("run verity")
 }
 
 fn ok(o: &Output, what: &str) -> String {
@@ -89,10 +86,15 @@ fn swtpm_attest_ak_and_quotes_agree_with_tpm2_tools() {
     let o = tpm.tool("tpm2_print", &["-t", "TPM2B_PUBLIC", p(&ak.join("ak.pub"))]);
     let text = ok(&o, "tpm2_print");
     assert!(
-        text.contains("value: fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"),
+        text.contains(
+            "value: fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+        ),
         "{text}"
     );
-    assert!(text.contains("value: rsassa") && text.contains("bits: 2048"), "{text}");
+    assert!(
+        text.contains("value: rsassa") && text.contains("bits: 2048"),
+        "{text}"
+    );
 
     // The same EK as tpm2_createek, the AK loads under it, and tpm2_load names it as we do.
     let name = tpm2_load_ak(&tpm, t.path(), &ak);
@@ -104,14 +106,28 @@ fn swtpm_attest_ak_and_quotes_agree_with_tpm2_tools() {
     assert_eq!(std::fs::read(ak.join("ak.name")).unwrap(), name);
 
     // Make PCR 13 non-trivial, then quote with verity and check with tpm2_checkquote.
-    let o = tpm.tool("tpm2_pcrextend", &[&format!("13:sha256={}", "ab".repeat(32))]);
+    let o = tpm.tool(
+        "tpm2_pcrextend",
+        &[&format!("13:sha256={}", "ab".repeat(32))],
+    );
     ok(&o, "tpm2_pcrextend");
     let q = t.path().join("q");
     let nonce = "keylime-nonce-0001";
     let out = ok(
         &verity(&[
-            "attest", "quote", "--ak", p(&ak), "--nonce", nonce, "--pcrs", "12,13,15", "--tpm",
-            &spec, "--out", p(&q), "--json",
+            "attest",
+            "quote",
+            "--ak",
+            p(&ak),
+            "--nonce",
+            nonce,
+            "--pcrs",
+            "12,13,15",
+            "--tpm",
+            &spec,
+            "--out",
+            p(&q),
+            "--json",
         ]),
         "attest quote",
     );
@@ -180,8 +196,16 @@ fn swtpm_attest_ak_and_quotes_agree_with_tpm2_tools() {
     .unwrap();
     let check = |nonce: &str, quote: &Path| {
         verity(&[
-            "attest", "check", "--ak", p(&ak.join("ak.pub")), "--nonce", nonce, "--quote",
-            p(quote), "--policy", p(&pol),
+            "attest",
+            "check",
+            "--ak",
+            p(&ak.join("ak.pub")),
+            "--nonce",
+            nonce,
+            "--quote",
+            p(quote),
+            "--policy",
+            p(&pol),
         ])
     };
     ok(&check("tools-nonce", &tq), "check of tpm2_quote's quote");
@@ -205,7 +229,11 @@ fn expect_fail(o: &Output, check: &str) {
 fn swtpm_attest_check_names_each_failed_check() {
     let tpm = Swtpm::start();
     let t = tempfile::tempdir().unwrap();
-    let (ak, q, log) = (t.path().join("ak"), t.path().join("q"), t.path().join("m.log"));
+    let (ak, q, log) = (
+        t.path().join("ak"),
+        t.path().join("q"),
+        t.path().join("m.log"),
+    );
     let spec = tpm.spec();
     ok(
         &verity(&["attest", "ak", "create", "--tpm", &spec, "--out", p(&ak)]),
@@ -214,15 +242,36 @@ fn swtpm_attest_check_names_each_failed_check() {
     let root = "cd".repeat(32);
     ok(
         &verity(&[
-            "measure", "--class", "sysext", "--name", "tools", "--root-hash", &root, "--tpm",
-            &spec, "--event-log", p(&log),
+            "measure",
+            "--class",
+            "sysext",
+            "--name",
+            "tools",
+            "--root-hash",
+            &root,
+            "--tpm",
+            &spec,
+            "--event-log",
+            p(&log),
         ]),
         "measure",
     );
     ok(
         &verity(&[
-            "attest", "quote", "--ak", p(&ak), "--nonce", "n-1", "--pcrs", "12,13", "--tpm",
-            &spec, "--event-log", p(&log), "--out", p(&q),
+            "attest",
+            "quote",
+            "--ak",
+            p(&ak),
+            "--nonce",
+            "n-1",
+            "--pcrs",
+            "12,13",
+            "--tpm",
+            &spec,
+            "--event-log",
+            p(&log),
+            "--out",
+            p(&q),
         ]),
         "quote",
     );
@@ -230,15 +279,34 @@ fn swtpm_attest_check_names_each_failed_check() {
     // The policy comes from the prediction, not from the TPM.
     let pol = t.path().join("policy.json");
     let o = verity(&[
-        "pcr", "predict", "--format", "keylime", "--class", "sysext", "--name", "tools",
-        "--root-hash", &root, "--output", p(&pol),
+        "pcr",
+        "predict",
+        "--format",
+        "keylime",
+        "--class",
+        "sysext",
+        "--name",
+        "tools",
+        "--root-hash",
+        &root,
+        "--output",
+        p(&pol),
     ]);
     ok(&o, "predict");
     let akp = ak.join("ak.pub");
     let check = |nonce: &str, quote: &Path, policy: &Path| {
         verity(&[
-            "attest", "check", "--ak", p(&akp), "--nonce", nonce, "--quote", p(quote),
-            "--policy", p(policy), "--json",
+            "attest",
+            "check",
+            "--ak",
+            p(&akp),
+            "--nonce",
+            nonce,
+            "--quote",
+            p(quote),
+            "--policy",
+            p(policy),
+            "--json",
         ])
     };
     let good = check("n-1", &q, &pol);
@@ -278,8 +346,18 @@ fn swtpm_attest_check_names_each_failed_check() {
     // pcr-policy: another image version allowed instead.
     let pol2 = t.path().join("policy2.json");
     let o = verity(&[
-        "pcr", "predict", "--format", "keylime", "--class", "sysext", "--name", "tools",
-        "--root-hash", &"ce".repeat(32), "--output", p(&pol2),
+        "pcr",
+        "predict",
+        "--format",
+        "keylime",
+        "--class",
+        "sysext",
+        "--name",
+        "tools",
+        "--root-hash",
+        &"ce".repeat(32),
+        "--output",
+        p(&pol2),
     ]);
     ok(&o, "predict 2");
     expect_fail(&check("n-1", &q, &pol2), "pcr-policy");
@@ -298,4 +376,104 @@ fn swtpm_attest_check_names_each_failed_check() {
         check("n-1", &t.path().join("nope"), &pol).status.code(),
         Some(2)
     );
+}
+
+#[test]
+fn swtpm_attest_check_accepts_tpm2_tools_ecdsa_quotes_over_two_banks() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let f = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    for (tool, args) in [
+        (
+            "tpm2_createek",
+            vec!["-c", &f("ek.ctx"), "-G", "ecc", "-u", &f("ek.pub")],
+        ),
+        (
+            "tpm2_createak",
+            vec![
+                "-C",
+                &f("ek.ctx"),
+                "-c",
+                &f("ak.ctx"),
+                "-G",
+                "ecc",
+                "-g",
+                "sha256",
+                "-s",
+                "ecdsa",
+                "-u",
+                &f("ak.pub"),
+            ],
+        ),
+        ("tpm2_flushcontext", vec!["-t"]),
+        (
+            "tpm2_pcrextend",
+            vec!["13:sha256=1111111111111111111111111111111111111111111111111111111111111111"],
+        ),
+    ] {
+        let o = tpm.tool(tool, &args);
+        assert!(o.status.success(), "{tool}: {o:?}");
+    }
+    let q = t.path().join("q");
+    std::fs::create_dir_all(&q).unwrap();
+    let qf = |n: &str| q.join(n).to_str().unwrap().to_string();
+    let o = tpm.tool(
+        "tpm2_quote",
+        &[
+            "-c",
+            &f("ak.ctx"),
+            "-l",
+            "sha1:0,1,2,3,4,5,6,7,8,9+sha256:12,13,15",
+            "-q",
+            &hex_encode(b"ecc-nonce"),
+            "-m",
+            &qf("quote.msg"),
+            "-s",
+            &qf("quote.sig"),
+            "-o",
+            &qf("quote.pcrs"),
+            "-g",
+            "sha256",
+        ],
+    );
+    assert!(o.status.success(), "tpm2_quote: {o:?}");
+    let pol = t.path().join("p.json");
+    std::fs::write(
+        &pol,
+        format!(
+            "{{\"13\":[\"{}\"]}}",
+            hex_encode(&tpm.pcrread("sha256", 13))
+        ),
+    )
+    .unwrap();
+    let check = |ak: &str| {
+        verity(&[
+            "attest",
+            "check",
+            "--ak",
+            ak,
+            "--nonce",
+            "ecc-nonce",
+            "--quote",
+            p(&q),
+            "--policy",
+            p(&pol),
+        ])
+    };
+    ok(&check(&f("ak.pub")), "ECDSA quote over sha1 and sha256");
+    // The same evidence against another (RSA) attestation key: not its signature.
+    let rsa = t.path().join("rsa");
+    ok(
+        &verity(&[
+            "attest",
+            "ak",
+            "create",
+            "--tpm",
+            &tpm.spec(),
+            "--out",
+            p(&rsa),
+        ]),
+        "ak create",
+    );
+    expect_fail(&check(rsa.join("ak.pub").to_str().unwrap()), "signature");
 }

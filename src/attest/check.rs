@@ -116,7 +116,12 @@ impl CheckReport {
 fn signature(ev: &Evidence, ex: &Expect) -> (Outcome, Option<QuoteInfo>) {
     let sig = match QuoteSignature::parse(ev.signature) {
         Ok(s) => s,
-        Err(e) => return (Outcome::Fail(e.to_string()), QuoteInfo::parse(ev.attest).ok()),
+        Err(e) => {
+            return (
+                Outcome::Fail(e.to_string()),
+                QuoteInfo::parse(ev.attest).ok(),
+            )
+        }
     };
     let parsed = QuoteInfo::parse(ev.attest);
     if let Err(e) = verify_signature(ex.ak, ev.attest, &sig) {
@@ -264,7 +269,12 @@ pub fn check(ev: &Evidence, ex: &Expect) -> CheckReport {
     let authentic = matches!(sig, Outcome::Pass(_));
     results.push((Check::Signature, sig));
     let Some(q) = quote else {
-        for c in [Check::Nonce, Check::PcrDigest, Check::PcrPolicy, Check::EventLogReplay] {
+        for c in [
+            Check::Nonce,
+            Check::PcrDigest,
+            Check::PcrPolicy,
+            Check::EventLogReplay,
+        ] {
             results.push((c, Outcome::Skipped("the quote is not a TPM quote".into())));
         }
         return CheckReport {

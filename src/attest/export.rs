@@ -9,6 +9,9 @@ use crate::digest::HashAlg;
 use crate::measure::ImageEvent;
 use std::collections::BTreeMap;
 
+/// Per PCR: the literal events, and (image name, event string) pairs.
+type ByPcr = BTreeMap<u32, (Vec<String>, Vec<(String, String)>)>;
+
 /// Groups events into one plan per PCR. Literal events go first into `pcr` (required for
 /// them); each image goes into `pcr` when given, else its class's PCR.
 pub fn plans(
@@ -16,7 +19,7 @@ pub fn plans(
     literal: &[String],
     images: &[ImageEvent],
 ) -> Result<Vec<PcrPlan>, String> {
-    let mut by: BTreeMap<u32, (Vec<String>, Vec<(String, String)>)> = BTreeMap::new();
+    let mut by: ByPcr = BTreeMap::new();
     if !literal.is_empty() {
         let p = pcr.ok_or("literal --event strings need --pcr to say where they go")?;
         by.entry(p).or_default().0.extend(literal.iter().cloned());
@@ -77,11 +80,7 @@ pub fn pcrlock_components(plans: &[PcrPlan], banks: &[HashAlg]) -> Vec<Component
         for slot in &p.slots {
             // event strings are class:name:roothash:signer
             let mut f = slot[0].split(':');
-            let what = format!(
-                "{}-{}",
-                f.next().unwrap_or("event"),
-                f.next().unwrap_or("")
-            );
+            let what = format!("{}-{}", f.next().unwrap_or("event"), f.next().unwrap_or(""));
             let variants = slot
                 .iter()
                 .map(|e| {

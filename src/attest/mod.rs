@@ -22,7 +22,6 @@ pub mod tpm;
 pub mod wire;
 
 use crate::digest::HashAlg;
-use crate::hex;
 use crate::measure::tpm::{TpmError, TpmSpec};
 use crate::measure::EventLog;
 use pcrblob::PcrValues;
@@ -122,7 +121,7 @@ pub fn ak_create(spec: &TpmSpec, dir: &Path) -> Result<AkInfo, AttestError> {
         written.push(files::write(dir, files::EK_PUB, &ek)?);
         Ok(AkInfo {
             created,
-            name: hex::encode(&ak.name()),
+            name: crate::hex::encode(&ak.name()),
             key: ak.describe(),
             files: written,
         })
@@ -199,7 +198,13 @@ pub fn take_quote(
                 .flat_map(|r| r.records().iter().flat_map(|x| x.to_bytes()))
                 .collect()
         });
-        let line = files::write_quote(out, &raw.attest, &raw.signature, &values, log_bytes.as_deref())?;
+        let line = files::write_quote(
+            out,
+            &raw.attest,
+            &raw.signature,
+            &values,
+            log_bytes.as_deref(),
+        )?;
         Ok(QuoteInfoOut {
             line,
             values,

@@ -74,9 +74,7 @@ impl PcrValues {
             selection.push(BankSelection { bank, pcrs });
         }
         let lists = le32(b, head - 4) as usize;
-        let want = head
-            .checked_add(lists.checked_mul(LIST_SIZE).unwrap_or(usize::MAX))
-            .unwrap_or(usize::MAX);
+        let want = head.saturating_add(lists.saturating_mul(LIST_SIZE));
         if want != b.len() {
             return Err(err(
                 head - 4,

@@ -11,11 +11,13 @@ use crate::measure::pcr;
 use serde_json::{json, Value};
 use thiserror::Error;
 
+/// One record: the PCR and its digest per bank.
+pub type Record = (u32, Vec<(HashAlg, Vec<u8>)>);
+
 /// One variant of a component: the records it measures, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
-    /// (PCR, digest per bank).
-    pub records: Vec<(u32, Vec<(HashAlg, Vec<u8>)>)>,
+    pub records: Vec<Record>,
 }
 
 /// Why a `.pcrlock` file was refused.
@@ -106,7 +108,13 @@ pub fn replay(variants: &[&Variant], pcr: u32, bank: HashAlg) -> Option<Vec<u8>>
 pub fn component_name(index: usize, what: &str) -> String {
     let safe: String = what
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{}-verity-{safe}", 860 + index.min(89))
 }
@@ -128,10 +136,10 @@ mod tests {
         );
         assert_eq!(Variant::parse(text.as_bytes()).unwrap(), v);
         assert!(Variant::parse(br#"{"records":[{"pcr":24,"digests":[]}]}"#).is_err());
-        assert!(
-            Variant::parse(br#"{"records":[{"pcr":1,"digests":[{"hashAlg":"md5","digest":""}]}]}"#)
-                .is_err()
-        );
+        assert!(Variant::parse(
+            br#"{"records":[{"pcr":1,"digests":[{"hashAlg":"md5","digest":""}]}]}"#
+        )
+        .is_err());
         assert_eq!(
             Variant::parse(br#"{"records":[]}"#).unwrap().records.len(),
             0

@@ -183,7 +183,8 @@ impl PcrPlan {
     /// Every value the PCR may hold in `bank`, starting from `base` (default: the reset value),
     /// in the order of [`Self::variants`] with duplicates dropped.
     pub fn values(&self, bank: HashAlg, base: Option<&[u8]>) -> Result<Vec<Vec<u8>>, PredictError> {
-        let bases: Vec<(HashAlg, Vec<u8>)> = base.map(|b| vec![(bank, b.to_vec())]).unwrap_or_default();
+        let bases: Vec<(HashAlg, Vec<u8>)> =
+            base.map(|b| vec![(bank, b.to_vec())]).unwrap_or_default();
         let mut vals: Vec<Vec<u8>> = Vec::new();
         for seq in self.variants()? {
             let v = pcr::predict(self.pcr, &[bank], &bases, &seq)?;

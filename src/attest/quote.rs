@@ -49,7 +49,10 @@ fn pcr_selection(r: &mut Reader) -> Result<Vec<BankSelection>, WireError> {
     let at = r.offset();
     let count = r.u32("pcrSelect.count")?;
     if count > 16 {
-        return Err(r.err_at(at, format!("{count} PCR banks selected; a TPM has at most 16")));
+        return Err(r.err_at(
+            at,
+            format!("{count} PCR banks selected; a TPM has at most 16"),
+        ));
     }
     let mut out: Vec<BankSelection> = Vec::new();
     for _ in 0..count {
@@ -171,7 +174,9 @@ impl QuoteSignature {
                 let ss = r.sized("signatureS", 128)?.to_vec();
                 Self::Ecdsa { hash, r: rr, s: ss }
             }
-            wire::ALG_NULL => return Err(r.err_at(0, "sigAlg is TPM_ALG_NULL: the quote is unsigned")),
+            wire::ALG_NULL => {
+                return Err(r.err_at(0, "sigAlg is TPM_ALG_NULL: the quote is unsigned"))
+            }
             other => {
                 return Err(r.err_at(
                     0,
@@ -241,12 +246,9 @@ pub fn verify_signature(
             let e = exponent.to_be_bytes();
             let first = e.iter().position(|&b| b != 0).unwrap_or(3);
             let n = &modulus[modulus.iter().position(|&b| b != 0).unwrap_or(0)..];
-            RsaPublicKeyComponents {
-                n,
-                e: &e[first..],
-            }
-            .verify(params, message, sig)
-            .map_err(|_| bad())
+            RsaPublicKeyComponents { n, e: &e[first..] }
+                .verify(params, message, sig)
+                .map_err(|_| bad())
         }
         (KeyMaterial::Ecc { curve, x, y }, QuoteSignature::Ecdsa { hash, r, s }) => {
             let (alg, size): (&signature::EcdsaVerificationAlgorithm, usize) = match (*curve, hash)
@@ -288,7 +290,10 @@ fn sig_name(alg: u16, hash: HashAlg) -> String {
 fn pad(v: &[u8], size: usize) -> Result<Vec<u8>, String> {
     let v = &v[v.iter().position(|&b| b != 0).unwrap_or(v.len())..];
     if v.len() > size {
-        return Err(format!("an ECDSA value is {} bytes, over the curve's {size}", v.len()));
+        return Err(format!(
+            "an ECDSA value is {} bytes, over the curve's {size}",
+            v.len()
+        ));
     }
     let mut out = vec![0; size - v.len()];
     out.extend_from_slice(v);

@@ -114,10 +114,7 @@ mod tests {
             "r/1RDRwE=:AB*ACw==:AQAAAA==",
         ] {
             assert!(
-                matches!(
-                    QuoteParts::parse(bad),
-                    Err(QuoteLineError::Base64 { .. })
-                ),
+                matches!(QuoteParts::parse(bad), Err(QuoteLineError::Base64 { .. })),
                 "{bad}"
             );
         }

@@ -78,7 +78,9 @@ fn public_bytes(p: Public) -> Result<Vec<u8>, TpmError> {
 pub fn ek_public(spec: &TpmSpec) -> Result<Vec<u8>, TpmError> {
     let mut ctx = open_context(spec)?;
     let ekh = endorsement_key(&mut ctx)?;
-    let r = ctx.read_public(ekh).map_err(|e| classify("TPM2_ReadPublic(EK)", e));
+    let r = ctx
+        .read_public(ekh)
+        .map_err(|e| classify("TPM2_ReadPublic(EK)", e));
     flush(&mut ctx, ekh);
     public_bytes(r?.0)
 }
@@ -191,7 +193,10 @@ fn quote_loaded(
     bank: HashAlg,
     pcrs: &[u32],
 ) -> Result<RawQuote, TpmError> {
-    let slots = pcrs.iter().map(|&p| slot(p)).collect::<Result<Vec<_>, _>>()?;
+    let slots = pcrs
+        .iter()
+        .map(|&p| slot(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let sel = PcrSelectionListBuilder::new()
         .with_selection(alg(bank), &slots)
         .build()

@@ -205,7 +205,11 @@ mod tests {
             "TEST byte offset 0: x claims 3 bytes, more than its maximum of 2"
         );
         let mut r = Reader::new(&[0, 9, 1], "TEST");
-        assert!(r.sized("x", 64).unwrap_err().to_string().contains("truncated"));
+        assert!(r
+            .sized("x", 64)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
     }
 
     #[test]

@@ -170,7 +170,11 @@ fn quote(a: QuoteArgs) -> CliResult {
     } else {
         println!("{}", out.line);
         for (p, v) in &pcrs {
-            eprintln!("  PCR {p:>2} {}: {}", a.bank.name(), v.as_str().unwrap_or(""));
+            eprintln!(
+                "  PCR {p:>2} {}: {}",
+                a.bank.name(),
+                v.as_str().unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -133,8 +133,12 @@ fn pcrlock(a: &PredictArgs, ps: &[crate::attest::policy::PcrPlan]) -> CliResult 
     std::fs::create_dir_all(dir).map_err(|e| op_err(format!("{}: {e}", dir.display())))?;
     for c in &comps {
         if c.variants.len() == 1 {
-            files::write(dir, &format!("{}.pcrlock", c.name), c.variants[0].1.to_json().as_bytes())
-                .map_err(op_err)?;
+            files::write(
+                dir,
+                &format!("{}.pcrlock", c.name),
+                c.variants[0].1.to_json().as_bytes(),
+            )
+            .map_err(op_err)?;
         } else {
             let d = dir.join(format!("{}.pcrlock.d", c.name));
             for (f, v) in &c.variants {
