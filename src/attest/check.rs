@@ -334,3 +334,76 @@ pub fn check(ev: &Evidence, ex: &Expect) -> CheckReport {
         values,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::public::{attr, rsa_tpm2b};
+    use crate::attest::quote::{build_quote_info, build_rsa_signature, BankSelection};
+    use crate::attest::wire;
+
+    fn key() -> TpmPublic {
+        TpmPublic::parse(&rsa_tpm2b(
+            attr::SIGN | attr::RESTRICTED,
+            wire::ALG_RSASSA,
+            &[0xc5; 256],
+        ))
+        .unwrap()
+    }
+
+    /// A quote whose every part agrees except that no one signed it: nothing after the failed
+    /// signature may read as a pass.
+    #[test]
+    fn an_unsigned_quote_fails_signature_and_nothing_passes() {
+        let values = vec![(HashAlg::Sha256, 13, vec![0x13; 32])];
+        let blob = PcrValues::build(&values);
+        let q = QuoteInfo {
+            qualified_signer: vec![],
+            extra_data: b"n".to_vec(),
+            clock: 1,
+            reset_count: 0,
+            restart_count: 0,
+            firmware_version: 0,
+            selection: vec![BankSelection {
+                bank: HashAlg::Sha256,
+                pcrs: vec![13],
+            }],
+            pcr_digest: HashAlg::Sha256.digest(&[0x13; 32]),
+        };
+        let attest = build_quote_info(&q);
+        let sig = build_rsa_signature(wire::ALG_RSASSA, HashAlg::Sha256, &[7; 256]);
+        let mut policy = PcrPolicy::default();
+        policy.allow(13, [vec![0x13; 32]]);
+        let k = key();
+        let ex = Expect {
+            ak: &k,
+            nonce: b"n",
+            hash: HashAlg::Sha256,
+            bank: HashAlg::Sha256,
+            policy: &policy,
+        };
+        let ev = Evidence {
+            attest: &attest,
+            signature: &sig,
+            pcrs: &blob,
+            log: None,
+        };
+        let r = check(&ev, &ex);
+        assert_eq!(r.first_failure().unwrap().0, Check::Signature);
+        assert!(!r.ok());
+        let words: Vec<&str> = r.results.iter().map(|(_, o)| o.word()).collect();
+        assert_eq!(words, ["fail", "skipped", "skipped", "skipped", "skipped"]);
+        assert!(r.results[1].1.detail().starts_with("unauthenticated"));
+
+        // Bytes that are not a quote at all: every later check is skipped, none passes.
+        let ev = Evidence {
+            attest: b"junk",
+            ..ev
+        };
+        let r = check(&ev, &ex);
+        assert_eq!(r.first_failure().unwrap().0, Check::Signature);
+        assert!(r.results[1..]
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::Skipped(_))));
+    }
+}
