@@ -1,6 +1,6 @@
 //! `verity pcr predict --format pcrlock` against systemd-pcrlock 257 itself: after verity measured
-//! images into a software TPM, systemd-pcrlock (Debian trixie's, fetched by
-//! tests/support/fetch-systemd-257 into target/, talking to the swtpm through libtss2's swtpm TCTI,
+//! images into a software TPM, systemd-pcrlock (Debian trixie's, from tests/oracle/systemd-257,
+//! talking to the swtpm through libtss2's swtpm TCTI,
 //! with a firmware log of only the spec-ID header) matches every PCR 13 record to our components
 //! and keeps PCR 13 in its policy; without them it drops PCR 13 as unexplained. The files are also
 //! checked against the uapi format by recomputing PCR 13 from them with openssl as the hash.
@@ -29,19 +29,14 @@ fn verity(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-/// The command prefix that runs trixie's systemd binaries, fetched once into target/.
-fn systemd_257() -> (Vec<String>, PathBuf) {
+/// A wrapper that runs systemd-pcrlock 257 (tests/oracle/systemd-257 fetches it once).
+fn systemd_pcrlock() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target/systemd-257");
-    let o = Command::new(root.join("tests/support/fetch-systemd-257"))
-        .arg(&dir)
+    let o = Command::new(root.join("tests/oracle/systemd-257"))
+        .args(["path", "systemd-pcrlock"])
         .output()
-        .expect("run tests/support/fetch-systemd-257");
-    let prefix = ok(o, "fetch systemd 257");
-    (
-        prefix.split_whitespace().map(String::from).collect(),
-        dir.join("x/usr/lib/systemd/systemd-pcrlock"),
-    )
+        .expect("run tests/oracle/systemd-257");
+    PathBuf::from(ok(o, "systemd 257 oracle").trim())
 }
 
 /// A TCG crypto-agile firmware log holding only its Spec ID header event (no measurements):
@@ -66,17 +61,8 @@ fn empty_firmware_log() -> Vec<u8> {
     log
 }
 
-fn pcrlock(
-    sd: &(Vec<String>, PathBuf),
-    tpm: &Swtpm,
-    fw: &Path,
-    log: &Path,
-    comps: &Path,
-    verb: &[&str],
-) -> String {
-    let o = Command::new(&sd.0[0])
-        .args(&sd.0[1..])
-        .arg(&sd.1)
+fn pcrlock(sd: &Path, tpm: &Swtpm, fw: &Path, log: &Path, comps: &Path, verb: &[&str]) -> String {
+    let o = Command::new(sd)
         .args(verb)
         .arg("--pcr=13")
         .arg(format!("--components={}", comps.display()))
@@ -95,7 +81,7 @@ fn pcrlock(
 
 #[test]
 fn swtpm_pcrlock_257_keeps_pcr13_with_predicted_components() {
-    let sd = systemd_257();
+    let sd = systemd_pcrlock();
     let tpm = Swtpm::start();
     let t = tempfile::tempdir().unwrap();
     let log = t.path().join("tpm2-measure.log");

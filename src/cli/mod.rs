@@ -54,6 +54,38 @@ pub(crate) fn failed(msg: impl std::fmt::Display) -> CliError {
 
 pub(crate) type CliResult = Result<(), CliError>;
 
+/// `--json=pretty|short|off`, as systemd's tools take it (a plain `--json` is `pretty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonMode {
+    /// Indented.
+    Pretty,
+    /// One line.
+    Short,
+    /// Human text, as without `--json`.
+    Off,
+}
+
+pub(crate) fn parse_json_mode(s: &str) -> Result<JsonMode, String> {
+    match s {
+        "pretty" => Ok(JsonMode::Pretty),
+        "short" => Ok(JsonMode::Short),
+        "off" => Ok(JsonMode::Off),
+        _ => Err(format!("expected pretty, short or off, got {s:?}")),
+    }
+}
+
+/// Prints `v` as JSON on stdout in the given mode (`Off` prints nothing).
+pub(crate) fn print_json<T: serde::Serialize>(mode: JsonMode, v: &T) -> CliResult {
+    let text = match mode {
+        JsonMode::Pretty => serde_json::to_string_pretty(v),
+        JsonMode::Short => serde_json::to_string(v),
+        JsonMode::Off => return Ok(()),
+    }
+    .map_err(op_err)?;
+    println!("{text}");
+    Ok(())
+}
+
 #[derive(Parser)]
 #[command(
     name = "verity",
