@@ -6,6 +6,7 @@ pub mod build;
 pub mod fec;
 pub mod geometry;
 pub mod hasher;
+pub(crate) mod ordered;
 pub(crate) mod pipeline;
 pub mod source;
 pub mod stats;
