@@ -34,11 +34,11 @@ pub fn available() -> bool {
 pub fn encode_rows(tables: &[[u8; 32]], rows: &[u8], row_len: usize, out: &mut [u8]) -> bool {
     let r = tables.len() / 2;
     if !available()
-        || tables.len() % 2 != 0
+        || !tables.len().is_multiple_of(2)
         || !(2..=24).contains(&r)
         || row_len == 0
-        || row_len % 32 != 0
-        || rows.len() % row_len != 0
+        || !row_len.is_multiple_of(32)
+        || !rows.len().is_multiple_of(row_len)
         || out.len() != row_len * r
     {
         return false;
@@ -141,9 +141,8 @@ mod kernel {
             // Coefficient-major, so each table pair is loaded once per U rows: c[x] multiplies
             // f_u into s'[x + 1 + u - U].
             let mut n = [_mm256_setzero_si256(); R];
-            for i in 0..R - U.min(R) {
-                n[i] = s[i + U];
-            }
+            let keep = R - U.min(R);
+            n[..keep].copy_from_slice(&s[U..U + keep]);
             for x in 0..R {
                 for u in 0..U {
                     if x + 1 + u >= U {

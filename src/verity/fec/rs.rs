@@ -152,7 +152,7 @@ impl Code {
             let w = TILE.min(row_len - base);
             let o = &mut out[base * r..(base + w) * r];
             let row = |j: usize| &rows[j * row_len + base..j * row_len + base + w];
-            if r == 2 && w % 8 == 0 {
+            if r == 2 && w.is_multiple_of(8) {
                 let mut st = WideState::new(self, w);
                 for j in 0..self.k() {
                     self.absorb_row_wide(&mut st, row(j));
