@@ -176,11 +176,52 @@ pub struct DumpArgs {
 }
 
 pub fn run(cmd: Command) -> CliResult {
-    match cmd {
+    let debug = match &cmd {
+        Command::Format(a) => a.common.debug,
+        Command::Verify(a) => a.common.debug,
+        Command::Dump(a) => a.common.debug,
+        Command::Repair(a) => a.common.debug,
+    };
+    if debug {
+        crate::verity::stats::enable();
+    }
+    let r = match cmd {
         Command::Format(a) => format(a),
         Command::Verify(a) => verify(a),
         Command::Dump(a) => dump(a),
         Command::Repair(a) => repair(a),
+    };
+    if debug {
+        print_stats();
+    }
+    r
+}
+
+/// `--debug`: where the time of the hashing and parity threads went, per stage.
+fn print_stats() {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "# code paths: SHA-256 {:?}, RS parity {}",
+        crate::sys::sha256_mb::best_tier(),
+        if crate::sys::rs_avx2::available() {
+            "avx2"
+        } else {
+            "portable"
+        }
+    );
+    for (stage, threads, c, wall, cpu) in
+        crate::verity::stats::summary(&crate::verity::stats::take())
+    {
+        eprintln!(
+            "# {stage}: {threads} thread runs, {} pieces; read {:.0} ms, compute {:.0} ms, waiting {:.0} ms, handing on {:.0} ms; thread wall {:.0} ms, thread CPU {:.0} ms",
+            c.pieces,
+            ms(c.read),
+            ms(c.work),
+            ms(c.wait),
+            ms(c.consume),
+            ms(wall),
+            ms(cpu)
+        );
     }
 }
 

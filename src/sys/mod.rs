@@ -10,4 +10,6 @@ pub mod mount;
 pub mod pidfd;
 #[allow(unsafe_code)]
 pub mod pivot;
+pub mod rs_avx2;
 pub mod sha256_mb;
+pub mod simd;

@@ -5,11 +5,9 @@
 use super::geometry::Geometry;
 use super::hasher::BlockHasher;
 use super::source::{BlockSink, BlockSource};
-use rayon::prelude::*;
 use std::io;
 
-/// Bytes of data read and hashed per step (two such buffers are live at once).
-pub const CHUNK_BYTES: usize = 8 << 20;
+pub(crate) use super::pipeline::stream_layer;
 
 /// A failure while building, naming where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -64,104 +62,6 @@ pub(crate) fn read_blocks<S: BlockSource + ?Sized>(
                 source,
             })?;
         has_data[fa as usize..fb as usize].fill(true);
-    }
-    Ok(())
-}
-
-/// Hashes `count` blocks of `buf` into `out` (digest-size slots back to back), in parallel; blocks
-/// without data get `zero_digest` without being hashed. Each task hands its runs of consecutive
-/// data blocks to [`BlockHasher::hash_many`] in one call, so the multi-buffer kernel sees whole
-/// 16-block passes; tasks are 64 blocks (4 passes) up to 4 KiB blocks, 16 above.
-pub(crate) fn hash_blocks(
-    hasher: &BlockHasher,
-    block_size: usize,
-    buf: &[u8],
-    has_data: &[bool],
-    zero_digest: &[u8],
-    out: &mut [u8],
-) {
-    let d = hasher.digest_size();
-    let per_task = if block_size <= 4096 { 64 } else { 16 };
-    out.par_chunks_mut(d * per_task)
-        .enumerate()
-        .for_each(|(t, outs)| {
-            let first = t * per_task;
-            let n = outs.len() / d;
-            let mut i = 0;
-            while i < n {
-                let data = has_data[first + i];
-                let run = has_data[first + i..first + n]
-                    .iter()
-                    .take_while(|&&h| h == data)
-                    .count();
-                let o = &mut outs[i * d..(i + run) * d];
-                if data {
-                    let (a, b) = ((first + i) * block_size, (first + i + run) * block_size);
-                    hasher.hash_many(&buf[a..b], block_size, o);
-                } else {
-                    for z in o.chunks_mut(d) {
-                        z.copy_from_slice(zero_digest);
-                    }
-                }
-                i += run;
-            }
-        });
-}
-
-/// Streams blocks of one layer in chunks, hashing each chunk while the next one is read.
-/// `f(first_index, digests)` receives the digests of consecutive blocks in order.
-pub(crate) fn stream_layer<S, F, E>(
-    src: &S,
-    base: u64,
-    block_size: usize,
-    count: u64,
-    hasher: &BlockHasher,
-    mut f: F,
-) -> Result<(), E>
-where
-    S: BlockSource + ?Sized,
-    F: FnMut(u64, &[u8]) -> Result<(), E>,
-    E: From<BuildError>,
-{
-    let per_chunk = (CHUNK_BYTES / block_size).max(1);
-    let d = hasher.digest_size();
-    let zero = hasher.hash(&vec![0u8; block_size]);
-    let mut cur = vec![0u8; per_chunk.min(count as usize) * block_size];
-    let mut next = cur.clone();
-    let mut cur_has = Vec::new();
-    let mut next_has = Vec::new();
-    let mut digests = vec![0u8; per_chunk.min(count as usize) * d];
-    let n0 = per_chunk.min(count as usize);
-    read_blocks(src, base, block_size, 0, n0, &mut cur, &mut cur_has)?;
-    let mut first = 0u64;
-    while first < count {
-        let n = per_chunk.min((count - first) as usize);
-        let nf = first + n as u64;
-        let nn = per_chunk.min(count.saturating_sub(nf) as usize);
-        let (read_res, ()) = rayon::join(
-            || {
-                if nn > 0 {
-                    read_blocks(src, base, block_size, nf, nn, &mut next, &mut next_has)
-                } else {
-                    Ok(())
-                }
-            },
-            || {
-                hash_blocks(
-                    hasher,
-                    block_size,
-                    &cur,
-                    &cur_has,
-                    &zero,
-                    &mut digests[..n * d],
-                )
-            },
-        );
-        read_res?;
-        f(first, &digests[..n * d])?;
-        std::mem::swap(&mut cur, &mut next);
-        std::mem::swap(&mut cur_has, &mut next_has);
-        first = nf;
     }
     Ok(())
 }
@@ -327,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn hash_blocks_batches_runs_and_fills_holes_with_the_zero_digest() {
+    fn hash_run_batches_runs_and_fills_holes_with_the_zero_digest() {
         // Runs of data and holes of every length around the 16-block pass and 64-block task
         // sizes, for the batch path (sha256) and the per-block path (sha1).
         let pattern: Vec<bool> = (0..700u32)
@@ -345,7 +245,7 @@ mod tests {
                 let zero = vec![0xAA; h.digest_size()];
                 let d = h.digest_size();
                 let mut out = vec![0u8; n * d];
-                hash_blocks(&h, bs, &buf, &pattern, &zero, &mut out);
+                super::super::pipeline::hash_run(&h, bs, &buf, &pattern, &zero, &mut out);
                 for (k, got) in out.chunks(d).enumerate() {
                     let want = if pattern[k] {
                         h.clone().with_batch(None).hash(&buf[k * bs..(k + 1) * bs])

@@ -1,17 +1,15 @@
-//! Computing the parity of a whole image. A worker takes a run of consecutive rounds, so each of
-//! its k message rows is one contiguous read of covered blocks, and feeds every row to all
-//! `block_size` codewords of each round at once (byte-sliced). Runs are spread over all cores with
-//! rayon; memory is a few runs' buffers, independent of the image size.
+//! Computing the parity of a whole image. A thread takes a run of consecutive rounds, so each of
+//! its k message rows is one contiguous read of covered blocks, and encodes all the run's
+//! codewords from those rows with [`Code::encode_rows`] (AVX2 where the CPU has it). Runs go to
+//! every core and their parity is written in order; memory is a few runs' buffers (2 MiB each),
+//! independent of the image size.
 
 use super::layout::{FecLayout, Origin};
-use super::rs::{Code, WideState};
+use super::rs::Code;
 use super::FecIoError;
+use crate::verity::ordered::{run_ordered, threads, AlignedBuf, Plan};
+use crate::verity::stats::Clock;
 use crate::verity::{BlockSink, BlockSource};
-use rayon::prelude::*;
-
-/// Bytes a worker reads per row visit: big enough to amortise the read, small enough that a run's
-/// parity state stays in cache.
-const RUN_BYTES: usize = 64 * 1024;
 
 /// Reads `count` consecutive covered blocks starting at covered block `first` into `buf`; blocks
 /// past the covered area read as zeros.
@@ -62,47 +60,39 @@ where
     Ok(())
 }
 
-/// The parity of `rounds` consecutive rounds starting at `first_round`, in on-disk order.
-pub(crate) fn encode_rounds<D, H>(
+/// Message bytes (all k rows) a run of rounds reads at once: the encoder walks every row for a
+/// vector of codewords, so the rows of a run should sit in the L2/L3 caches, not in RAM.
+const RUN_BYTES: usize = 2 << 20;
+
+/// Reads the k message rows of `rounds` consecutive rounds from `first_round` into `buf` (row
+/// `j` is `rounds` contiguous covered blocks), zeros for rows past the covered blocks.
+fn read_rows<D, H>(
     layout: &FecLayout,
-    code: &Code,
     data: &D,
     hash: &H,
     first_round: u64,
     rounds: usize,
-) -> Result<Vec<u8>, FecIoError>
+    buf: &mut [u8],
+) -> Result<(), FecIoError>
 where
     D: BlockSource + ?Sized,
     H: BlockSource + ?Sized,
 {
-    let bs = layout.block_size as usize;
-    let per_round = layout.round_parity_bytes();
-    let mut states: Vec<WideState> = (0..rounds).map(|_| WideState::new(code, bs)).collect();
-    let mut buf = vec![0u8; rounds * bs];
-    let zeros = vec![0u8; bs];
-    let covered = layout.covered_blocks();
-    for j in 0..layout.k() {
-        let x0 = layout.block_at(first_round, j);
-        if x0 >= covered {
-            for st in &mut states {
-                code.absorb_row_wide(st, &zeros);
-            }
-            continue;
-        }
-        read_covered(layout, data, hash, x0, rounds, &mut buf)?;
-        for (st, row) in states.iter_mut().zip(buf.chunks_exact(bs)) {
-            code.absorb_row_wide(st, row);
+    let row = rounds * layout.block_size as usize;
+    for (j, r) in buf.chunks_exact_mut(row).enumerate() {
+        let x0 = layout.block_at(first_round, j as u64);
+        if x0 >= layout.covered_blocks() {
+            r.fill(0);
+        } else {
+            read_covered(layout, data, hash, x0, rounds, r)?;
         }
     }
-    let mut out = vec![0u8; rounds * per_round];
-    for (st, o) in states.iter().zip(out.chunks_exact_mut(per_round)) {
-        st.write_parity(o);
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Computes the parity of the covered blocks and writes it at `layout.fec_offset` of `sink`.
-/// `progress` gets the number of rounds done.
+/// Runs of consecutive rounds are read and encoded on every CPU (see `super::super::ordered`)
+/// and written in order; `progress` gets the number of rounds done.
 pub fn encode_parity<D, H, S>(
     layout: &FecLayout,
     data: &D,
@@ -116,29 +106,44 @@ where
     S: BlockSink + ?Sized,
 {
     let code = Code::new(layout.roots).expect("roots checked by FecLayout");
+    let bs = layout.block_size as usize;
+    let k = code.k();
     let total = layout.rounds();
-    let threads = rayon::current_num_threads().max(1) as u64;
-    let per_run = ((RUN_BYTES / layout.block_size as usize).max(1) as u64)
+    let threads = threads() as u64;
+    // Enough runs to keep every thread busy, each small enough for the cache.
+    let per_run = ((RUN_BYTES / (k * bs)).max(1) as u64)
         .min(total.div_ceil(threads * 2))
         .max(1);
-    let runs: Vec<(u64, usize)> = (0..total)
-        .step_by(per_run as usize)
-        .map(|n| (n, per_run.min(total - n) as usize))
-        .collect();
-    let batch = (threads * 2) as usize;
-    for group in runs.chunks(batch) {
-        let parities: Vec<Result<Vec<u8>, FecIoError>> = group
-            .par_iter()
-            .map(|&(n, m)| encode_rounds(layout, &code, data, hash, n, m))
-            .collect();
-        for (&(n, m), p) in group.iter().zip(parities) {
-            let offset = layout.parity_offset(n);
-            sink.write_at(&p?, offset)
+    let len = |p: u64| per_run.min(total - p * per_run) as usize;
+    let per_round = layout.round_parity_bytes();
+    let plan = Plan {
+        pieces: total.div_ceil(per_run),
+        out_len: per_run as usize * per_round,
+        depth_per_thread: 2,
+        stage: "fec encoding",
+    };
+    run_ordered(
+        plan,
+        || AlignedBuf::new(k * per_run as usize * bs),
+        |p, buf: &mut AlignedBuf, out: &mut [u8], clock: &mut Clock| {
+            let m = len(p);
+            let rows = &mut buf[..k * m * bs];
+            read_rows(layout, data, hash, p * per_run, m, rows)?;
+            clock.lap_read();
+            code.encode_rows(rows, m * bs, &mut out[..m * per_round]);
+            clock.lap_hash();
+            Ok::<(), FecIoError>(())
+        },
+        |p, out| {
+            let first = p * per_run;
+            let m = len(p);
+            let offset = layout.parity_offset(first);
+            sink.write_at(&out[..m * per_round], offset)
                 .map_err(|source| FecIoError::Write { offset, source })?;
-            progress(n + m as u64);
-        }
-    }
-    Ok(())
+            progress(first + m as u64);
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub struct Code {
     /// `feedback[f * roots + i] = f * gen[roots - 1 - i]`: the whole LFSR update for a feedback
     /// byte `f` in one contiguous row.
     feedback: Vec<u8>,
+    /// For the SIMD kernel, per LFSR coefficient `gen[roots - 1 - i]`: its products with the 16 low
+    /// nibbles and with the 16 high nibbles, each table twice (one per 128-bit lane).
+    nibbles: Vec<[u8; 32]>,
 }
 
 impl Code {
@@ -57,10 +60,19 @@ impl Code {
                 feedback[f * r + i] = mul(f as u8, gen[r - 1 - i]);
             }
         }
+        let mut nibbles = Vec::with_capacity(2 * r);
+        for i in 0..r {
+            let c = gen[r - 1 - i];
+            let lo: [u8; 32] = std::array::from_fn(|x| mul(c, (x % 16) as u8));
+            let hi: [u8; 32] = std::array::from_fn(|x| mul(c, ((x % 16) << 4) as u8));
+            nibbles.push(lo);
+            nibbles.push(hi);
+        }
         Ok(Self {
             roots: r,
             gen,
             feedback,
+            nibbles,
         })
     }
 
@@ -109,6 +121,51 @@ impl Code {
             };
         }
         fixed!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+    }
+
+    /// The parity of `row_len` interleaved codewords whose k message rows lie back to back in
+    /// `rows` (byte `c` of row `j` is message symbol `j` of codeword `c`): codeword `c`'s parity
+    /// goes to `out[c * roots..][..roots]`, the on-disk layout. Runs the AVX2 kernel
+    /// (`crate::sys::rs_avx2`) when the CPU has it and `VERITY_SIMD` allows it, else
+    /// [`Code::encode_rows_portable`]; both give the same bytes (tested against each other).
+    pub fn encode_rows(&self, rows: &[u8], row_len: usize, out: &mut [u8]) {
+        assert_eq!(rows.len(), row_len * self.k(), "k rows of row_len bytes");
+        assert_eq!(out.len(), row_len * self.roots, "roots bytes per codeword");
+        // Layering exception, as in the tree hasher: the SIMD kernel needs `unsafe`, so it sits
+        // in `sys`, and is pure computation.
+        if crate::sys::rs_avx2::encode_rows(&self.nibbles, rows, row_len, out) {
+            return;
+        }
+        self.encode_rows_portable(rows, row_len, out);
+    }
+
+    /// [`Code::encode_rows`] without SIMD: tiles of codewords narrow enough that their state stays
+    /// in the L1 cache while all k rows pass through it; 2 roots word-sliced (8 codewords per u64
+    /// operation), more roots with the byte-sliced feedback table.
+    pub fn encode_rows_portable(&self, rows: &[u8], row_len: usize, out: &mut [u8]) {
+        assert_eq!(rows.len(), row_len * self.k(), "k rows of row_len bytes");
+        assert_eq!(out.len(), row_len * self.roots, "roots bytes per codeword");
+        const TILE: usize = 512;
+        let r = self.roots;
+        let mut base = 0;
+        while base < row_len {
+            let w = TILE.min(row_len - base);
+            let o = &mut out[base * r..(base + w) * r];
+            let row = |j: usize| &rows[j * row_len + base..j * row_len + base + w];
+            if r == 2 && w.is_multiple_of(8) {
+                let mut st = WideState::new(self, w);
+                for j in 0..self.k() {
+                    self.absorb_row_wide(&mut st, row(j));
+                }
+                st.write_parity(o);
+            } else {
+                o.fill(0);
+                for j in 0..self.k() {
+                    self.absorb_row(o, row(j));
+                }
+            }
+            base += w;
+        }
     }
 
     /// Feeds a row of zeros (the virtual padding past the covered blocks).
@@ -335,10 +392,12 @@ fn absorb_wide<const R: usize>(gen: &[u8], state: &mut WideState, row: &[u8]) {
 fn absorb_fixed<const R: usize>(feedback: &[u8], state: &mut [u8], row: &[u8]) {
     for (st, &m) in state.chunks_exact_mut(R).zip(row) {
         let st: &mut [u8; R] = st.try_into().expect("chunk of R");
-        let f = (m ^ st[0]) as usize;
+        let old = *st;
+        let f = (m ^ old[0]) as usize;
         let t: &[u8; R] = feedback[f * R..f * R + R].try_into().expect("row of R");
+        // From a copy, so the shift-and-XOR has no overlapping reads and writes to order.
         for i in 0..R - 1 {
-            st[i] = st[i + 1] ^ t[i];
+            st[i] = old[i + 1] ^ t[i];
         }
         st[R - 1] = t[R - 1];
     }
