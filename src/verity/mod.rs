@@ -1,11 +1,12 @@
 //! dm-verity: the veritysetup superblock, tree geometry, building and verifying hash trees, the
-//! kernel table line. Pure core: everything here works on [`source::BlockSource`] and
+//! kernel table line and whether an existing device may be reused for it. Pure core: everything here works on [`source::BlockSource`] and
 //! [`source::BlockSink`] traits, never on files directly.
 
 pub mod build;
 pub mod fec;
 pub mod geometry;
 pub mod hasher;
+pub mod reuse;
 pub mod source;
 pub mod superblock;
 pub mod table;
