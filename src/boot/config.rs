@@ -318,6 +318,39 @@ pcr = 12
     }
 
     #[test]
+    fn point2_shipped_configs_admit_only_signed_images() {
+        use crate::image::policy::{Policy, State};
+        // The shipped configs and the empty one (whose classes fall back to the pipeline default).
+        for (file, text) in [
+            ("boot.toml", include_str!("units/boot.toml")),
+            ("boot-initrd.toml", include_str!("units/boot-initrd.toml")),
+            ("(empty)", ""),
+        ] {
+            let c = parse(text).unwrap();
+            for class in [Class::Sysext, Class::Confext] {
+                let pol = match &c.class(class).image_policy {
+                    Some(p) => Policy::parse(p).unwrap(),
+                    None => Policy::signed_only(),
+                };
+                for d in ["root", "usr"] {
+                    let what = format!("{file} {} {d}", class.name());
+                    assert!(pol.check(d, State::Signed, None, None).is_ok(), "{what}");
+                    for weak in [State::Verity, State::Unprotected] {
+                        assert!(
+                            pol.check(d, weak, None, None).is_err(),
+                            "{what} admits {}",
+                            weak.word()
+                        );
+                    }
+                }
+            }
+        }
+        for weak in ["verity", "unprotected"] {
+            assert!(!crate::merge::pipeline::policy_allows(None, weak), "{weak}");
+        }
+    }
+
+    #[test]
     fn refusals_name_line_and_reason() {
         // (config text, expected line, a word the reason must contain)
         let cases: &[(&str, usize, &str)] = &[

@@ -451,7 +451,25 @@ pub fn verify(
             Outcome::Skip,
             "signature partition unusable (see signature-json)",
         ),
-        (None, _) => r.push("signature", Outcome::Skip, "unsigned"),
+        (None, _) => {
+            // Never silently unsigned: say where the signature was looked for, and fail here
+            // already when the policy needs one (a missing or misnamed .p7s is the usual cause).
+            let state = if d.verity.is_some() {
+                State::Verity
+            } else {
+                State::Unprotected
+            };
+            let where_ = signature_not_found(&d);
+            if opts.policy.check(d.designator, state, None, None).is_ok() {
+                r.push(
+                    "signature",
+                    Outcome::Skip,
+                    format!("unsigned, which the image policy allows: {where_}"),
+                );
+            } else {
+                r.push("signature", Outcome::Fail, where_);
+            }
+        }
     }
 
     // The full tree. The data partition is copied into a private file first when the release
@@ -640,6 +658,78 @@ pub fn verify(
     };
     // The one place an image token is minted: every check above passed.
     (r, Ok(Verified::mint(vi)))
+}
+
+/// "signature not found", where it was looked for, and files nearby that look like a misnamed one.
+fn signature_not_found(d: &Dissected) -> String {
+    let img = d.source.path();
+    match &d.layout {
+        Layout::Gpt(_) => format!(
+            "signature not found: the GPT has no {}-verity-sig partition{}",
+            d.designator,
+            d.arch.map(|a| format!(" for {a}")).unwrap_or_default()
+        ),
+        Layout::Bare => {
+            let sfx: &[&str] = match (d.verity.is_some(), d.designator) {
+                (true, "usr") => &[".usrhash.p7s"],
+                (true, _) => &[".roothash.p7s"],
+                (false, _) => &[".roothash.p7s", ".usrhash.p7s"],
+            };
+            let looked: Vec<std::path::PathBuf> = sfx
+                .iter()
+                .map(|s| super::sidecar::sidecar_path(img, s))
+                .collect();
+            let mut msg = format!(
+                "signature not found: looked for {}",
+                looked
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+            let near = misnamed_signatures(img, &looked);
+            if !near.is_empty() {
+                msg.push_str(&format!(
+                    "; found {}, which is not a name signatures are looked for under",
+                    near.join(", ")
+                ));
+            }
+            msg
+        }
+    }
+}
+
+/// `.p7s` files beside the image whose name starts like the image's (at most a few, for a hint).
+fn misnamed_signatures(img: &std::path::Path, looked: &[PathBuf]) -> Vec<String> {
+    let (Some(dir), Some(file)) = (img.parent(), img.file_name()) else {
+        return Vec::new();
+    };
+    let file = file.to_string_lossy();
+    let stem = file.strip_suffix(".raw").unwrap_or(&file);
+    let stem = stem.split(['_', '+', '.']).next().unwrap_or(stem);
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut near: Vec<String> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !looked.contains(p))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(stem) && n.ends_with(".p7s")
+            })
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    near.sort();
+    near.truncate(4);
+    near
 }
 
 fn check_release(
