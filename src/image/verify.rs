@@ -1,15 +1,20 @@
 //! Verifying a dissected image: every check by name (gpt or sidecar, partitions, partition-uuids,
 //! signature-json, verity-superblock, signature, verity-tree, extension-release, image-policy),
-//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `gate::Verified<VerifiedImage>`,
-//! and only when no check failed. I/O edge (it reads the image and runs the trust-store check).
+//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `gate::Verified` tokens (only it can
+//! build a [`VerifyKey`]): `Verified<VerifiedImage>` when no check failed, `Verified<ImageInfo>`
+//! derived from that token by [`activated`] (the pipeline passes the image token through instead of
+//! minting its own), and `Verified<ImageInfo>` for a directory tree that the image policy
+//! explicitly allows ([`admit_directory`], recorded as a bypass). I/O edge (it reads the image and
+//! runs the trust-store check).
 
 use super::ddi::{Dissected, Extent, HashDevice, Layout, Signature};
 use super::fsread::{self, FsType, TempDir, Unpacked};
+use super::info::{AdmitAs, ImageInfo};
 use super::policy::{Policy, State};
 use super::release::{self, Host, OsRelease, Scope};
 use super::trust::{self, Signer};
 use super::Class;
-use crate::gate::Verified;
+use crate::gate::{Bypass, Verified};
 use crate::io::FileSource;
 use crate::verity::hasher::BlockHasher;
 use crate::verity::source::Slice;
@@ -656,13 +661,84 @@ pub fn verify(
         signer: r.signer.clone(),
         extension_release: ext_release,
     };
-    // The one place an image token is minted: every check above passed.
-    (r, Ok(Verified::mint(vi)))
+    // The one place an image token is minted from a check: every check above passed.
+    (r, Ok(Verified::mint(vi, VerifyKey(()))))
+}
+
+/// The key [`Verified::mint`] takes. Its field is private to this module, so only the functions
+/// here mint tokens.
+pub struct VerifyKey(());
+
+/// The token of an activated image, derived from (and consuming) the image's own token: the root
+/// hash, signer and protection are the ones [`verify`] established; `how` only names it. An image
+/// without a hash tree (admitted because the policy allows `unprotected`) carries that bypass.
+pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo> {
+    let vi = v.get();
+    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
+    let protection = match (&vi.integrity, &signer) {
+        (None, _) => "unprotected",
+        (Some(_), None) => "verity",
+        (Some(_), Some(_)) => "signed",
+    };
+    let mut bypasses = how.bypasses;
+    if vi.integrity.is_none() && !bypasses.contains(&Bypass::Unprotected) {
+        bypasses.insert(0, Bypass::Unprotected);
+    }
+    let info = ImageInfo {
+        name: how.name,
+        class: vi.class,
+        kind: how.kind,
+        path: how.path,
+        root_hash: vi.integrity.as_ref().map(|i| hex(&i.root_hash)),
+        signer,
+        protection: protection.into(),
+        nextroot: how.nextroot,
+        bypasses,
+    };
+    Verified::mint(info, VerifyKey(()))
+}
+
+/// A directory tree has no hash tree and no signature: it is admitted only when `policy` (the
+/// user's; the default admits signed images only) allows `unprotected` for root or usr, and its
+/// token records the [`Bypass::Unprotected`].
+pub fn admit_directory(policy: &Policy, how: AdmitAs) -> Result<Verified<ImageInfo>, String> {
+    let allowed = ["root", "usr"]
+        .iter()
+        .any(|d| policy.check(d, State::Unprotected, None, None).is_ok());
+    if !allowed {
+        return Err(format!(
+            "directory extensions are unprotected; the image policy {policy} does not allow \
+             unprotected images"
+        ));
+    }
+    let mut bypasses = vec![Bypass::Unprotected];
+    bypasses.extend(
+        how.bypasses
+            .into_iter()
+            .filter(|b| *b != Bypass::Unprotected),
+    );
+    let info = ImageInfo {
+        name: how.name,
+        class: how.class,
+        kind: how.kind,
+        path: how.path,
+        root_hash: None,
+        signer: None,
+        protection: "unprotected".into(),
+        nextroot: how.nextroot,
+        bypasses,
+    };
+    Ok(Verified::mint(info, VerifyKey(())))
+}
+
+/// A token around anything, for unit tests of the code that consumes tokens.
+#[cfg(test)]
+pub(crate) fn test_token<T>(inner: T) -> Verified<T> {
+    Verified::mint(inner, VerifyKey(()))
 }
 
 /// "signature not found", where it was looked for, and files nearby that look like a misnamed one.
 fn signature_not_found(d: &Dissected) -> String {
-    let img = d.source.path();
     match &d.layout {
         Layout::Gpt(_) => format!(
             "signature not found: the GPT has no {}-verity-sig partition{}",
@@ -670,66 +746,26 @@ fn signature_not_found(d: &Dissected) -> String {
             d.arch.map(|a| format!(" for {a}")).unwrap_or_default()
         ),
         Layout::Bare => {
-            let sfx: &[&str] = match (d.verity.is_some(), d.designator) {
-                (true, "usr") => &[".usrhash.p7s"],
-                (true, _) => &[".roothash.p7s"],
-                (false, _) => &[".roothash.p7s", ".usrhash.p7s"],
-            };
-            let looked: Vec<std::path::PathBuf> = sfx
-                .iter()
-                .map(|s| super::sidecar::sidecar_path(img, s))
-                .collect();
-            let mut msg = format!(
-                "signature not found: looked for {}",
-                looked
-                    .iter()
+            let (looked, near) =
+                super::sidecar::signature_search(d.source.path(), d.designator, d.verity.is_some());
+            let list = |v: &[PathBuf]| {
+                v.iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
-                    .join(" and ")
+            };
+            let mut msg = format!(
+                "signature not found: looked for {}",
+                list(&looked).join(" and ")
             );
-            let near = misnamed_signatures(img, &looked);
             if !near.is_empty() {
                 msg.push_str(&format!(
                     "; found {}, which is not a name signatures are looked for under",
-                    near.join(", ")
+                    list(&near).join(", ")
                 ));
             }
             msg
         }
     }
-}
-
-/// `.p7s` files beside the image whose name starts like the image's (at most a few, for a hint).
-fn misnamed_signatures(img: &std::path::Path, looked: &[PathBuf]) -> Vec<String> {
-    let (Some(dir), Some(file)) = (img.parent(), img.file_name()) else {
-        return Vec::new();
-    };
-    let file = file.to_string_lossy();
-    let stem = file.strip_suffix(".raw").unwrap_or(&file);
-    let stem = stem.split(['_', '+', '.']).next().unwrap_or(stem);
-    let dir = if dir.as_os_str().is_empty() {
-        std::path::Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut near: Vec<String> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| !looked.contains(p))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with(stem) && n.ends_with(".p7s")
-            })
-        })
-        .map(|p| p.display().to_string())
-        .collect();
-    near.sort();
-    near.truncate(4);
-    near
 }
 
 fn check_release(
