@@ -16,6 +16,7 @@
 //! the syscalls (mounts, loop devices, device-mapper, memfd seals); [`cli`] parses arguments and prints.
 #![deny(unsafe_code)]
 
+pub mod attest;
 pub mod boot;
 pub mod cli;
 pub mod digest;

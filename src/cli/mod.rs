@@ -4,12 +4,14 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
+mod attest;
 mod boot;
 #[cfg(feature = "dm")]
 mod dmopen;
 mod dmverity;
 mod ext;
 mod image;
+mod predict_export;
 mod progress;
 mod reboot;
 mod rollback;
@@ -125,6 +127,7 @@ enum Command {
     Tpm(tpm::Command),
     #[command(flatten)]
     Rollback(rollback::Command),
+    Attest(attest::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -186,6 +189,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Rollback(c) => rollback::run(c),
         Command::Reboot(c) => reboot::run(c),
         Command::Tpm(c) => tpm::run(c),
+        Command::Attest(c) => attest::run(c),
     };
     match res {
         Ok(()) => 0,
