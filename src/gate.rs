@@ -108,7 +108,8 @@ pub const BYPASS_EVENT_TYPE: &str = "dangerous";
 
 /// A weakening of the chain that was asked for by name. Each one becomes an event-log record
 /// `dangerous:<name>:<subject>` (eventType [`BYPASS_EVENT_TYPE`]), extended into the same PCR as the
-/// admission it belongs to when there is a TPM, so a remote verifier replaying the log sees it.
+/// admission it belongs to when there is a TPM (see [`Bypass::extends_pcr`]), so a remote verifier
+/// replaying the log sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Bypass {
@@ -162,6 +163,15 @@ impl Bypass {
         }
     }
 
+    /// Whether its record is extended into the admission's PCR. Not `no-tpm` (there is no TPM)
+    /// and not `tpm-simulator`: a simulator's PCRs are evidence to nobody, so recording that one
+    /// was used belongs in the log, and PCR values stay those of the real measurement sequence
+    /// (which is what tests and demos against swtpm check). Those two are written without a `pcr`
+    /// field, which replay skips.
+    pub fn extends_pcr(self) -> bool {
+        !matches!(self, Bypass::NoTpm | Bypass::TpmSimulator)
+    }
+
     /// The string measured for this bypass of the admission whose event string is `subject`.
     pub fn event_string(self, subject: &str) -> String {
         format!("{BYPASS_EVENT_TYPE}:{}:{subject}", self.name())
@@ -174,10 +184,11 @@ impl std::fmt::Display for Bypass {
     }
 }
 
-/// The strings an admission measures, in order: one per bypass (the subject's own first, then the
-/// measuring context's), then the subject's event string. The measuring step extends exactly these
-/// and `verity pcr predict --with-bypass` computes from exactly these. Pure.
-/// Each string comes with its eventType (`event_type` for the subject's own event).
+/// The strings an admission extends into its PCR, in order: one per bypass that
+/// [extends the PCR](Bypass::extends_pcr) (the subject's own first, then the measuring context's),
+/// then the subject's event string. The measuring step extends exactly these and `verity pcr
+/// predict --with-bypass` computes from exactly these. Each string comes with its eventType
+/// (`event_type` for the subject's own event). Pure.
 pub fn admission_events<'a>(
     event: &str,
     event_type: &'a str,
@@ -185,6 +196,7 @@ pub fn admission_events<'a>(
 ) -> Vec<(String, &'a str)> {
     bypasses
         .iter()
+        .filter(|b| b.extends_pcr())
         .map(|b| (b.event_string(event), BYPASS_EVENT_TYPE))
         .chain(std::iter::once((event.to_string(), event_type)))
         .collect()
@@ -203,18 +215,24 @@ mod tests {
         let ev = admission_events(
             "sysext:foo:ab:unsigned",
             "sysext",
-            &[Bypass::SkipReleaseCheck, Bypass::TpmSimulator],
+            &[
+                Bypass::SkipReleaseCheck,
+                Bypass::TpmSimulator,
+                Bypass::Unprotected,
+            ],
         );
         let strings: Vec<&str> = ev.iter().map(|(s, _)| s.as_str()).collect();
+        // The simulator's record is log-only; the others are extended before the event.
         assert_eq!(
             strings,
             [
                 "dangerous:skip-release-check:sysext:foo:ab:unsigned",
-                "dangerous:tpm-simulator:sysext:foo:ab:unsigned",
+                "dangerous:unprotected:sysext:foo:ab:unsigned",
                 "sysext:foo:ab:unsigned"
             ]
         );
         assert_eq!(ev[0].1, "dangerous");
         assert_eq!(ev[2].1, "sysext");
+        assert!(!Bypass::NoTpm.extends_pcr() && Bypass::Premounted.extends_pcr());
     }
 }

@@ -16,6 +16,7 @@
 //! the syscalls (mounts, loop devices, device-mapper, memfd seals); [`cli`] parses arguments and prints.
 #![deny(unsafe_code)]
 
+pub mod attest;
 pub mod boot;
 pub mod cli;
 pub mod digest;
@@ -26,6 +27,7 @@ pub mod io;
 pub mod measure;
 pub mod merge;
 pub mod reboot;
+pub mod rollback;
 pub mod sign;
 pub mod sys;
 pub mod verity;

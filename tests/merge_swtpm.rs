@@ -1,8 +1,10 @@
 //! Merges measured into a real software TPM: one PCR extend and one event-log record per merged
-//! image (preceded by the `--dangerous-tpm-simulator` bypass record a simulator requires), made
-//! before the overlay appears, and `verity pcr replay` agrees with the TPM after merge and after
-//! refresh. Without `--dangerous-tpm-simulator` a simulator is refused before anything is
-//! measured. Needs root (mounts inside `unshare -m`), swtpm, erofs-utils and util-linux.
+//! image (with the log-only record of the `--dangerous-tpm-simulator` bypass a simulator requires),
+//! made before the overlay appears, and `verity pcr replay` agrees with the TPM after merge and after
+//! refresh; `verity pcr predict` computes the same values, also for a refresh whose
+//! `--dangerous-skip-release-check` bypass is extended into the PCR. Without
+//! `--dangerous-tpm-simulator` a simulator is refused before anything is measured. Needs root
+//! (mounts inside `unshare -m`), swtpm, erofs-utils and util-linux.
 
 #[path = "support/swtpm.rs"]
 mod swtpm;
@@ -76,9 +78,14 @@ fn swtpm_root_merge_and_refresh_measure_each_image_once_and_replay() {
             echo "AFTER_MERGE=$(grep -c '"eventType":"sysext"' $L)"
             $V pcr replay --tpm $S --event-log $L >&2 && echo REPLAY1_OK
             E=$R/var/lib/extensions
-            echo "PREDICTED=$($V pcr predict --pcr 13 --bank sha256 --image $E/one.raw --image $E/two.raw --with-bypass tpm-simulator --trust $TR --json)"
-            echo "READ=$($V pcr read 13 --bank sha256 --tpm $S --json)"
-            $V sysext refresh $M >&2
+            P="$V pcr predict --pcr 13 --bank sha256 --image $E/one.raw --image $E/two.raw --trust $TR --json"
+            echo "PREDICTED=$($P --with-bypass tpm-simulator)"
+            READ1=$($V pcr read 13 --bank sha256 --tpm $S --json)
+            echo "READ=$READ1"
+            $V sysext refresh $M --dangerous-skip-release-check >&2
+            BASE=$(echo "$READ1" | sed 's/.*"13":"\([0-9a-f]*\)".*/\1/')
+            echo "PREDICTED2=$($P --base $BASE --with-bypass skip-release-check --with-bypass tpm-simulator)"
+            echo "READ2=$($V pcr read 13 --bank sha256 --tpm $S --json)"
             echo "AFTER_REFRESH=$(grep -c '"eventType":"sysext"' $L)"
             $V pcr replay --tpm $S --event-log $L >&2 && echo REPLAY2_OK
             $V sysext unmerge --root $R >&2
@@ -102,13 +109,26 @@ fn swtpm_root_merge_and_refresh_measure_each_image_once_and_replay() {
     let field = |k: &str| -> serde_json::Value {
         serde_json::from_str(s.lines().find_map(|l| l.strip_prefix(k)).unwrap()).unwrap()
     };
+    // The simulator's record moves no PCR: the prediction is the two image events.
     let predicted = field("PREDICTED=");
     assert_eq!(
         predicted["events"].as_array().unwrap().len(),
-        4,
+        2,
         "{predicted}"
     );
     assert_eq!(predicted["banks"]["sha256"], field("READ=")["sha256"]["13"]);
+    // The refresh's release-check bypass is extended before each image: four more events.
+    let predicted = field("PREDICTED2=");
+    let evs = predicted["events"].as_array().unwrap();
+    assert_eq!(evs.len(), 4, "{predicted}");
+    assert!(evs[0]
+        .as_str()
+        .unwrap()
+        .starts_with("dangerous:skip-release-check:sysext:one:"));
+    assert_eq!(
+        predicted["banks"]["sha256"],
+        field("READ2=")["sha256"]["13"]
+    );
     assert!(
         s.contains("AFTER_REFRESH=4\n"),
         "refresh measures what it merges"

@@ -130,9 +130,19 @@ pub struct ReplayArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct PredictArgs {
-    /// The PCR the events go into.
+    /// The PCR the events go into (text/json: required; keylime/pcrlock: default per class,
+    /// 13 sysext, 12 confext, 15 nextroot).
     #[arg(long)]
-    pub pcr: u32,
+    pub pcr: Option<u32>,
+    /// Output: text (or --json), a Keylime tpm_policy (`keylime`), or systemd-pcrlock
+    /// components (`pcrlock`). For keylime/pcrlock, several --image of the same name are allowed
+    /// versions of that image, and every combination is predicted.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::predict_export::Format,
+    /// Write the keylime policy or pcrlock file here (a directory for pcrlock components with
+    /// several versions) instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// Starting value (hex; its length picks the bank; repeatable, one per bank; default zero).
     #[arg(long = "base")]
     pub bases: Vec<String>,
@@ -188,11 +198,13 @@ fn parse_bypass(s: &str) -> Result<Bypass, String> {
     })
 }
 
-fn parse_bank(s: &str) -> Result<HashAlg, String> {
+/// A bank name for clap.
+pub(crate) fn parse_bank(s: &str) -> Result<HashAlg, String> {
     HashAlg::from_name(s).map_err(|e| e.to_string())
 }
 
-const ALL_BANKS: [HashAlg; 4] = [
+/// Every bank this crate computes.
+pub(crate) const ALL_BANKS: [HashAlg; 4] = [
     HashAlg::Sha1,
     HashAlg::Sha256,
     HashAlg::Sha384,
@@ -451,6 +463,22 @@ fn print_replay(r: &ReplayReport, records: &[LogRecord], json_out: bool) {
 }
 
 fn predict(a: PredictArgs) -> CliResult {
+    if a.format != super::predict_export::Format::Text {
+        let mut images = Vec::new();
+        if let Some(ev) = event_from_parts(&a.event)? {
+            images.push(ev);
+        }
+        if !a.images.is_empty() {
+            let opts = image_verify_options(&a)?;
+            for img in &a.images {
+                images.push(image_admission(img, a.arch.clone(), &opts, &[])?.0);
+            }
+        }
+        return super::predict_export::run(&a, &images);
+    }
+    let pcr_n = a
+        .pcr
+        .ok_or_else(|| op_err("--pcr is required (except with --format keylime|pcrlock)"))?;
     let banks = if a.banks.is_empty() {
         ALL_BANKS.to_vec()
     } else {
@@ -488,17 +516,17 @@ fn predict(a: PredictArgs) -> CliResult {
             "nothing to predict: give --image IMG, --event STRING or --class/--name/--root-hash",
         ));
     }
-    let values = pcr::predict(a.pcr, &banks, &bases, &events).map_err(op_err)?;
+    let values = pcr::predict(pcr_n, &banks, &bases, &events).map_err(op_err)?;
     if a.json {
         let m: Map<String, Value> = values
             .iter()
             .map(|(b, v)| (b.name().to_string(), Value::String(hex::encode(v))))
             .collect();
-        println!("{}", json!({"pcr": a.pcr, "events": events, "banks": m}));
+        println!("{}", json!({"pcr": pcr_n, "events": events, "banks": m}));
     } else {
         let grouped: Vec<_> = values
             .into_iter()
-            .map(|(b, v)| (b, vec![(a.pcr, v)]))
+            .map(|(b, v)| (b, vec![(pcr_n, v)]))
             .collect();
         print_values(&grouped, false);
     }
@@ -532,8 +560,8 @@ fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliErro
 }
 
 /// Verifies an image and returns what admitting it would measure: its event and its bypasses, in
-/// the measuring step's order. It goes through the same token derivation as the merge (named as the
-/// merge names it), so the two cannot disagree. An image that does not verify is never measured,
+/// the measuring step's order. It goes through the same token derivation as the merge, so the
+/// trust facts and bypasses cannot disagree. An image that does not verify is never measured,
 /// so predicting for it is a failed check (exit 1).
 fn image_admission(
     path: &Path,
@@ -552,12 +580,8 @@ fn image_admission(
         ))
     })?;
     let class = v.get().class;
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name =
-        crate::merge::plan::image_name(&file, false, class).unwrap_or_else(|| v.get().name.clone());
+    // The image's own name (release name, version cut off), as predictions always used.
+    let name = v.get().name.clone();
     // What the pipeline adds to the token itself; the rest belongs to the measuring context.
     let (own, context): (Vec<Bypass>, Vec<Bypass>) = with_bypass
         .iter()

@@ -25,7 +25,8 @@ pub struct EsapiTpm {
     ctx: Context,
 }
 
-fn alg(bank: HashAlg) -> HashingAlgorithm {
+/// The tss-esapi name of a bank.
+pub(crate) fn alg(bank: HashAlg) -> HashingAlgorithm {
     match bank {
         HashAlg::Sha1 => HashingAlgorithm::Sha1,
         HashAlg::Sha256 => HashingAlgorithm::Sha256,
@@ -66,7 +67,8 @@ fn reason(e: &tss_esapi::Error) -> String {
     }
 }
 
-fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
+/// Sorts a tss-esapi error into refused (the TPM answered) or transport (it may have acted).
+pub(crate) fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
     let reason = reason(&e);
     if answered_by_tpm(&e) {
         TpmError::Refused { op, reason }
@@ -75,7 +77,8 @@ fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
     }
 }
 
-fn slot(pcr: u32) -> Result<PcrSlot, TpmError> {
+/// The selection bit of a PCR.
+pub(crate) fn slot(pcr: u32) -> Result<PcrSlot, TpmError> {
     if pcr >= 24 {
         return Err(TpmError::NoSuchPcr(pcr));
     }
@@ -90,42 +93,57 @@ fn handle(pcr: u32) -> Result<PcrHandle, TpmError> {
     PcrHandle::try_from(pcr).map_err(|_| TpmError::NoSuchPcr(pcr))
 }
 
-impl EsapiTpm {
-    /// Connects; the swtpm TCTI connects at initialisation, so an absent TPM fails here.
-    pub fn open(spec: &TpmSpec) -> Result<Self, TpmError> {
-        let unreachable = |reason: String| TpmError::Unreachable {
-            spec: spec.to_string(),
-            reason,
-        };
-        let conf = match spec {
-            TpmSpec::Device(path) => {
-                if !std::path::Path::new(path).exists() {
-                    return Err(unreachable(format!("{path} does not exist")));
-                }
-                TctiNameConf::Device(
-                    DeviceConfig::from_str(path).map_err(|e| unreachable(e.to_string()))?,
-                )
+/// Opens an ESAPI context on the TPM named by `spec`; the swtpm TCTI connects at initialisation,
+/// so an absent TPM fails here. Shared by measurement and attestation.
+pub(crate) fn open_context(spec: &TpmSpec) -> Result<Context, TpmError> {
+    let unreachable = |reason: String| TpmError::Unreachable {
+        spec: spec.to_string(),
+        reason,
+    };
+    let conf = match spec {
+        TpmSpec::Device(path) => {
+            if !std::path::Path::new(path).exists() {
+                return Err(unreachable(format!("{path} does not exist")));
             }
-            TpmSpec::Swtpm { host, port } => TctiNameConf::Swtpm(
-                NetworkTPMConfig::from_str(&format!("host={host},port={port}"))
-                    .map_err(|e| unreachable(e.to_string()))?,
-            ),
-        };
-        let ctx = Context::new(conf).map_err(|e| {
-            unreachable(format!(
-                "{} (is the TPM running{}?)",
-                reason(&e),
-                match spec {
-                    TpmSpec::Swtpm { port, .. } =>
-                        format!(" and listening on ports {port} and {}", port + 1),
-                    TpmSpec::Device(_) => String::new(),
-                }
-            ))
-        })?;
+            TctiNameConf::Device(
+                DeviceConfig::from_str(path).map_err(|e| unreachable(e.to_string()))?,
+            )
+        }
+        TpmSpec::Swtpm { host, port } => TctiNameConf::Swtpm(
+            NetworkTPMConfig::from_str(&format!("host={host},port={port}"))
+                .map_err(|e| unreachable(e.to_string()))?,
+        ),
+    };
+    Context::new(conf).map_err(|e| {
+        unreachable(format!(
+            "{} (is the TPM running{}?)",
+            reason(&e),
+            match spec {
+                TpmSpec::Swtpm { port, .. } =>
+                    format!(" and listening on ports {port} and {}", port + 1),
+                TpmSpec::Device(_) => String::new(),
+            }
+        ))
+    })
+}
+
+impl EsapiTpm {
+    /// Connects, and proves with a first command that the TPM answers.
+    pub fn open(spec: &TpmSpec) -> Result<Self, TpmError> {
+        let ctx = open_context(spec)?;
         let mut tpm = Self { ctx };
         // A first command proves the TPM answers (the TCTI may connect lazily).
-        tpm.active_banks().map_err(|e| unreachable(e.to_string()))?;
+        tpm.active_banks().map_err(|e| TpmError::Unreachable {
+            spec: spec.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(tpm)
+    }
+
+    /// The tss-esapi context, for the crate's other TPM users (the rollback epoch's NV indexes),
+    /// so every user opens a TPM the same way.
+    pub(crate) fn context(&mut self) -> &mut Context {
+        &mut self.ctx
     }
 }
 

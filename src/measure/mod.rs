@@ -274,12 +274,24 @@ pub fn measure_event_locked(
     ev: &ImageEvent,
 ) -> Result<MeasurementRecord, MeasureError> {
     ev.validate()?;
+    measure_text_locked(tpm, log, pcr, &ev.event_string(), &ev.class)
+}
+
+/// Measures any event string with the log already locked: every active bank of `pcr` is extended
+/// with H(text), and one record with `event_type` is appended. Image events go through
+/// [`measure_event_locked`]; other records of this program (a rollback floor lowered) come here.
+pub fn measure_text_locked(
+    tpm: &mut dyn Tpm,
+    log: &mut LogWriter,
+    pcr: u32,
+    text: &str,
+    event_type: &str,
+) -> Result<MeasurementRecord, MeasureError> {
     let banks = measuring_banks(tpm, pcr)?;
-    let event = ev.event_string();
-    let digests = extend_and_append(tpm, log, pcr, &banks, &event, &ev.class)?;
+    let digests = extend_and_append(tpm, log, pcr, &banks, text, event_type)?;
     Ok(MeasurementRecord {
         pcr,
-        event,
+        event: text.to_string(),
         digests: hex_digests(&digests),
         bypasses: Vec::new(),
     })

@@ -20,6 +20,7 @@ pub const TEXT_EVENT_TYPES: &[&str] = &[
     "sysext",
     "confext",
     "nextroot",
+    "rollback-lower",
     "phase",
     "machine-id",
     "filesystem",

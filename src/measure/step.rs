@@ -2,14 +2,18 @@
 //! [`MeasureKey`]). What is measured comes from the token itself ([`Subject::event`]), never from
 //! separate arguments, and so do the bypasses that weakened its admission ([`Subject::bypasses`]);
 //! the caller can only add the bypasses of the measuring context (`--dangerous-tpm-simulator`,
-//! `--dangerous-no-tpm`). The sequence measured is [`admission_events`]: one `dangerous` record per
-//! bypass, then the event, all into the same PCR under one hold of the log lock.
+//! `--dangerous-no-tpm`). Under one hold of the log lock, the bypasses that extend no PCR
+//! (`no-tpm`, `tpm-simulator`) are written as log-only records, then the sequence of
+//! [`admission_events`] (one `dangerous` record per other bypass, then the event) is extended into
+//! the PCR and appended.
 
 use super::{
     append_unmeasured, extend_and_append, hex_digests, measuring_banks, EventError, EventLog,
     ImageEvent, MeasureError, Tpm,
 };
-use crate::gate::{admission_events, Bypass, Measured, MeasurementRecord, Verified};
+use crate::gate::{
+    admission_events, Bypass, Measured, MeasurementRecord, Verified, BYPASS_EVENT_TYPE,
+};
 
 /// The key [`Measured::mint`] takes. Its field is private to this module, so only the functions
 /// below can mint, and only after what they measure is in the TPM and the log.
@@ -49,6 +53,9 @@ pub fn measure<T: Subject>(
     let event = ev.event_string();
     let mut w = log.lock_for_append()?;
     let banks = measuring_banks(tpm, pcr)?;
+    for b in bypasses.iter().filter(|b| !b.extends_pcr()) {
+        append_unmeasured(&mut w, &b.event_string(&event), BYPASS_EVENT_TYPE)?;
+    }
     let mut digests = Vec::new();
     for (string, event_type) in admission_events(&event, &ev.class, &bypasses) {
         digests = extend_and_append(tpm, &mut w, pcr, &banks, &string, event_type)?;
@@ -82,11 +89,7 @@ pub fn record_unmeasured<T: Subject>(
     let event = ev.event_string();
     let mut w = log.lock_for_append()?;
     for b in &bypasses {
-        append_unmeasured(
-            &mut w,
-            &b.event_string(&event),
-            crate::gate::BYPASS_EVENT_TYPE,
-        )?;
+        append_unmeasured(&mut w, &b.event_string(&event), BYPASS_EVENT_TYPE)?;
     }
     let record = MeasurementRecord {
         pcr,
@@ -98,7 +101,7 @@ pub fn record_unmeasured<T: Subject>(
 }
 
 /// Records a bypass that admits no verified token (`--dangerous-premounted`): with a TPM it is
-/// extended into `pcr` and logged (after the context's bypass records, as for any admission),
+/// extended into `pcr` and logged (with the context's bypass records, as for any admission),
 /// without one it is logged only. `subject` names what was let through (for premounted: the
 /// nextroot path).
 pub fn record_bypass(
@@ -118,17 +121,23 @@ pub fn record_bypass(
     super::pcr::check_pcr(pcr)?;
     let string = bypass.event_string(subject);
     let context: Vec<Bypass> = context.iter().copied().filter(|b| *b != bypass).collect();
-    let events = admission_events(&string, crate::gate::BYPASS_EVENT_TYPE, &context);
+    let events = admission_events(&string, BYPASS_EVENT_TYPE, &context);
     let mut w = log.lock_for_append()?;
     let mut digests = Vec::new();
     match tpm {
         Some(tpm) => {
             let banks = measuring_banks(tpm, pcr)?;
+            for b in context.iter().filter(|b| !b.extends_pcr()) {
+                append_unmeasured(&mut w, &b.event_string(&string), BYPASS_EVENT_TYPE)?;
+            }
             for (s, event_type) in &events {
                 digests = extend_and_append(tpm, &mut w, pcr, &banks, s, event_type)?;
             }
         }
         None => {
+            for b in context.iter().filter(|b| !b.extends_pcr()) {
+                append_unmeasured(&mut w, &b.event_string(&string), BYPASS_EVENT_TYPE)?;
+            }
             for (s, event_type) in &events {
                 append_unmeasured(&mut w, s, event_type)?;
             }
