@@ -72,7 +72,8 @@ fn root_swtpm_boot_merges_and_reports() {
     write(
         &cfg,
         &format!(
-            "root = {:?}\ntrust = [{:?}]\ntpm = {:?}\nevent-log = {:?}\nintegrity = \"userspace\"\n\
+            "root = {:?}\ntrust = [{:?}]\ntpm = {:?}\ndangerous-tpm-simulator = true\n\
+             event-log = {:?}\nintegrity = \"userspace\"\n\
              required = [\"one\", \"evil\"]\non-failure = \"fail\"\n",
             r.to_str().unwrap(),
             trust.to_str().unwrap(),
@@ -124,7 +125,160 @@ fn root_swtpm_boot_merges_and_reports() {
         "{evil}"
     );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.matches("sysext:one:").count(), 1);
-    assert_eq!(text.matches("confext:conf1:").count(), 1);
+    assert_eq!(text.matches("\"sysext:one:").count(), 1);
+    assert_eq!(text.matches("\"confext:conf1:").count(), 1);
+    assert_eq!(text.matches("\"dangerous:tpm-simulator:").count(), 2);
     assert!(!text.contains("evil"));
+}
+
+/// A sidecar sysext `NAME.raw` (+ `.verity`, `.roothash`, and `.roothash.p7s` when `key` is given).
+fn sidecar(r: &Path, name: &str, key: Option<&str>) {
+    let src = r.parent().unwrap().join(format!("src-{name}"));
+    write(
+        &src.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        )),
+        "ID=_any\n",
+    );
+    write(&src.join(format!("usr/share-{name}")), "x\n");
+    let out = r.join("var/lib/extensions");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["image", "build", "--class", "sysext", "--sidecar", "-o"])
+        .arg(out.join(format!("{name}.raw")))
+        .arg(&src);
+    if let Some(k) = key {
+        c.arg("--key")
+            .arg(keys().join(format!("{k}.key")))
+            .arg("--cert")
+            .arg(keys().join(format!("{k}.crt")));
+    }
+    assert!(c.status().unwrap().success(), "image build {name}");
+}
+
+/// The boot hook with the shipped config's policies (its [sysext]/[confext] sections, under our
+/// own root, trust, TPM and paths).
+fn shipped_policies_config(t: &Path, r: &Path, trust: &Path, tpm: &str, key: &str) -> PathBuf {
+    let shipped = include_str!("../src/boot/units/boot.toml");
+    let sections = &shipped[shipped.find("\n[sysext]").expect("a [sysext] section")..];
+    let cfg = t.join("boot.toml");
+    write(
+        &cfg,
+        &format!(
+            "root = {:?}\ntrust = [{:?}]\ntpm = {:?}\n{key}event-log = {:?}\n\
+             integrity = \"userspace\"\nrequired = [\"good\"]\non-failure = \"fail\"\n{sections}",
+            r.to_str().unwrap(),
+            trust.to_str().unwrap(),
+            tpm,
+            t.join("tpm2-measure.log").to_str().unwrap(),
+        ),
+    );
+    cfg
+}
+
+#[test]
+fn root_swtpm_point2_shipped_config_refuses_unsigned_and_misnamed_signature_images() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    write(&r.join("etc/os-release"), "ID=debian\n");
+    let trust = t.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(keys().join("rsa2048.crt"), trust.join("rsa2048.crt")).unwrap();
+    sidecar(&r, "good", Some("rsa2048"));
+    // Self-consistent (tree and root hash agree) but unsigned: the image an attacker who can
+    // write /var/lib/extensions drops there.
+    sidecar(&r, "unsigned", None);
+    // Signed, but the signature sits under a name nothing looks for.
+    sidecar(&r, "misnamed", Some("rsa2048"));
+    let ext = r.join("var/lib/extensions");
+    std::fs::rename(
+        ext.join("misnamed.roothash.p7s"),
+        ext.join("misnamed.raw.p7s"),
+    )
+    .unwrap();
+    let cfg = shipped_policies_config(
+        t.path(),
+        &r,
+        &trust,
+        &tpm.spec(),
+        "dangerous-tpm-simulator = true\n",
+    );
+    let report = t.path().join("boot.json");
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-uc"])
+        .arg(
+            r#"$V boot --config $C --report $J >&2; echo "EXIT=$?"
+            for n in good unsigned misnamed; do test -e $R/usr/share-$n && echo "VISIBLE=$n"; done; true"#,
+        )
+        .env("V", BIN)
+        .env("R", &r)
+        .env("C", &cfg)
+        .env("J", &report)
+        .output()
+        .expect("unshare (util-linux) must be installed and the test run as root");
+    let s = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{s}\n{err}");
+    assert!(s.contains("EXIT=0\n"), "the required image is in: {s}");
+    assert!(s.contains("VISIBLE=good\n"));
+    assert!(
+        !s.contains("VISIBLE=unsigned") && !s.contains("VISIBLE=misnamed"),
+        "{s}"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let images = rep["images"].as_array().unwrap();
+    let find = |n: &str| images.iter().find(|i| i["name"] == n).unwrap().clone();
+    assert_eq!(find("good")["status"], "accepted");
+    for n in ["unsigned", "misnamed"] {
+        let i = find(n);
+        assert_eq!(i["status"], "rejected", "{n}");
+        let reason = i["reason"].as_str().unwrap();
+        let looked = ext.join(format!("{n}.roothash.p7s"));
+        assert!(
+            reason.starts_with("signature")
+                && reason.contains("signature not found")
+                && reason.contains(looked.to_str().unwrap()),
+            "{n}: {reason}"
+        );
+    }
+    assert!(find("misnamed")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("misnamed.raw.p7s"));
+    let text = std::fs::read_to_string(t.path().join("tpm2-measure.log")).unwrap();
+    assert!(
+        !text.contains("unsigned") && !text.contains("misnamed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn swtpm_point7_boot_refuses_a_simulator_unless_the_config_or_flag_allows_it() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    write(&r.join("etc/os-release"), "ID=debian\n");
+    let trust = t.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let cfg = shipped_policies_config(t.path(), &r, &trust, &tpm.spec(), "");
+    let report = t.path().join("boot.json");
+    let o = Command::new(BIN)
+        .arg("boot")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(":3: tpm = ") && err.contains("dangerous-tpm-simulator = true"),
+        "{err}"
+    );
+    assert!(!report.exists(), "the hook did not run");
+    assert!(!t.path().join("tpm2-measure.log").exists());
+    assert_eq!(tpm.pcrread("sha256", 13), vec![0u8; 32]);
 }

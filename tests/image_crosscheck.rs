@@ -368,5 +368,18 @@ fn systemd_repart_unsigned_verity_ddi_passes_verity_policy() {
     // The default policy wants a signature; repart made none.
     let (code, v) = verify_json(&img, &["--os-release", host.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert_eq!(failed_checks(&v), vec!["image-policy"]);
+    assert_eq!(failed_checks(&v), vec!["signature", "image-policy"]);
+    let sig = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "signature")
+        .unwrap();
+    assert!(
+        sig["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signature not found: the GPT has no root-verity-sig partition"),
+        "{sig}"
+    );
 }

@@ -63,9 +63,14 @@ fn openssl_mkfs_round_trip_every_combination() {
                         assert_eq!(check_result(&v, "signature"), "pass", "{tag}");
                         assert_eq!(v["signer"]["subject"], "CN=roundtrip", "{tag}");
                     } else {
-                        // The default policy demands a signature.
+                        // The default policy demands a signature: not found is a failure
+                        // of the signature check itself, and the policy check says why.
                         assert_eq!(code, 1, "{tag}: {v}");
-                        assert_eq!(failed_checks(&v), vec!["image-policy"], "{tag}");
+                        assert_eq!(
+                            failed_checks(&v),
+                            vec!["signature", "image-policy"],
+                            "{tag}"
+                        );
                         let (code, v) = verify_json(
                             &img,
                             &[
@@ -202,4 +207,95 @@ fn openssl_inspect_shows_partitions_signer_and_release() {
     assert_eq!(v["signer"]["subject"], "CN=inspect");
     assert_eq!(v["extension_release"]["CONFEXT_LEVEL"], "1");
     assert_eq!(v["verity"]["hash"], "sha256");
+}
+
+fn check_detail(v: &serde_json::Value, name: &str) -> String {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["detail"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn openssl_point2_missing_or_misnamed_p7s_is_refused_saying_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, cert, trust) = keygen(d, "p2");
+    let src = make_src(d, "sysext", "tool", HOST_RELEASE);
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let img = out.join("tool.raw");
+    build(
+        &src,
+        &img,
+        "sysext",
+        &[&"--key", &key, &"--cert", &cert, &"--sidecar"],
+    );
+    let host = host_release(d);
+    let args = [
+        "--trust",
+        trust.to_str().unwrap(),
+        "--os-release",
+        host.to_str().unwrap(),
+    ];
+    let (code, v) = verify_json(&img, &args);
+    assert_eq!(code, 0, "the signed sidecar image verifies: {v}");
+
+    // Misnamed (the suffix appended to the whole file name): refused, not taken as unsigned.
+    let good = out.join("tool.roothash.p7s");
+    let bad = out.join("tool.raw.roothash.p7s");
+    std::fs::rename(&good, &bad).unwrap();
+    let (code, v) = verify_json(&img, &args);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(failed_checks(&v), vec!["signature", "image-policy"]);
+    let detail = check_detail(&v, "signature");
+    assert!(
+        detail.contains(&format!(
+            "signature not found: looked for {}",
+            good.display()
+        )),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("found {}", bad.display())),
+        "{detail}"
+    );
+    // The error on stderr (what a user reads without --json) says the same.
+    let o = verity(&[
+        &"image", &"verify", &img, &args[0], &args[1], &args[2], &args[3],
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("signature not found") && err.contains(good.to_str().unwrap()),
+        "{err}"
+    );
+
+    // Missing altogether: refused the same way, with nothing misnamed to point at.
+    std::fs::remove_file(&bad).unwrap();
+    let (code, v) = verify_json(&img, &args);
+    assert_eq!(code, 1, "{v}");
+    let detail = check_detail(&v, "signature");
+    assert!(
+        detail.contains("signature not found: looked for"),
+        "{detail}"
+    );
+    assert!(!detail.contains("found /"), "{detail}");
+
+    // Only a policy the user writes admits it, and the report still says it is unsigned.
+    let weaker = [
+        args[0],
+        args[1],
+        args[2],
+        args[3],
+        "--image-policy",
+        "root=verity+signed+absent:usr=absent",
+    ];
+    let (code, v) = verify_json(&img, &weaker);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(check_result(&v, "signature"), "skip");
+    assert!(check_detail(&v, "signature").contains("unsigned, which the image policy allows"));
 }

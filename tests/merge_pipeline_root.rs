@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use verity::gate::{Measured, Verified};
 use verity::image::release::OsRelease;
+use verity::measure::EventLog;
 use verity::merge::engine::{self, MergeError, MergeOptions, NoTpm};
 use verity::merge::pipeline::{Check, ImageInfo, Integrity, Measurer, PipelineConfig};
 use verity::merge::plan::Class;
@@ -64,6 +65,7 @@ fn scenario() {
             integrity: Integrity::Userspace,
             pcr: 13,
             force: false,
+            nextroot: false,
             in_initrd: false,
             host: OsRelease::parse(b"ID=debian\n").unwrap(),
             arch: "x86-64".into(),
@@ -77,7 +79,9 @@ fn scenario() {
     let mut m = FailOne {
         fail: "b",
         root: &r,
-        inner: NoTpm { event_log: None },
+        inner: NoTpm {
+            log: EventLog::new(t.path().join("tpm2-measure.log")),
+        },
         seen: Vec::new(),
     };
     match engine::merge(&opts(true), &mut m, None, false) {
@@ -111,6 +115,27 @@ fn scenario() {
     assert!(
         !r.join("usr/share/b").exists(),
         "an unmeasured image reached the hierarchy"
+    );
+    // The no-TPM measurer wrote its bypass records through the real log writer: the log reads
+    // back, and each merged directory tree carries both of its bypasses (and b none), once per
+    // run: the strict run measured a and c before b's failure made it change nothing.
+    let recs = EventLog::new(t.path().join("tpm2-measure.log"))
+        .read()
+        .unwrap();
+    let strings: Vec<&str> = recs.iter().filter_map(|r| r.string()).collect();
+    for n in ["a", "c"] {
+        for b in ["unprotected", "no-tpm"] {
+            let want = format!("dangerous:{b}:sysext:{n}:unprotected:unsigned");
+            assert_eq!(
+                strings.iter().filter(|s| **s == want).count(),
+                2,
+                "{want} in {strings:?}"
+            );
+        }
+    }
+    assert!(
+        !strings.iter().any(|s| s.contains(":sysext:b:")),
+        "{strings:?}"
     );
     let st = status(&r, Class::Sysext);
     assert_eq!(st[0].extensions, ["a", "c"]);

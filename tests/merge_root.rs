@@ -207,6 +207,7 @@ fn root_merge_status_unmerge_of_directory_and_erofs_sysexts() {
         &r,
         r#"
         $V sysext merge $M
+        echo "LOG=$($V log show --json --event-log $T/log)"
         echo "X=$(cat $R/usr/share/x)"
         echo "ALPHA=$(cat $R/usr/share/alpha)"
         echo "IMG=$(cat $R/usr/share/img)"
@@ -268,6 +269,48 @@ fn root_merge_status_unmerge_of_directory_and_erofs_sysexts() {
             && !s.contains(r#"STATUS2=[{"hierarchy":"/x","merged":true"#)
     );
     assert!(s.contains("nothing to unmerge"));
+    point6_bypass_records(s);
+}
+
+/// Issue 12 point 6: under --dangerous-no-tpm each admission is a `dangerous` record that `verity
+/// log show` reads back (no PCR, digest = sha256 of the string), and the directory trees that the
+/// written policy let in carry their `unprotected` bypass too; the verity image only `no-tpm`.
+fn point6_bypass_records(stdout: &str) {
+    let log = stdout.lines().find_map(|l| l.strip_prefix("LOG=")).unwrap();
+    let recs: serde_json::Value = serde_json::from_str(log).expect("log show --json reads the log");
+    let recs = recs.as_array().unwrap();
+    let strings: Vec<&str> = recs
+        .iter()
+        .map(|r| r["content"]["string"].as_str().unwrap())
+        .collect();
+    for r in recs {
+        assert!(r["pcr"].is_null(), "nothing was extended: {r}");
+        assert_eq!(r["content"]["eventType"], "dangerous", "{r}");
+        let s = r["content"]["string"].as_str().unwrap();
+        let d = r["digests"][0]["digest"].as_str().unwrap();
+        let want = Command::new("sh")
+            .args(["-c", "printf %s \"$S\" | sha256sum | cut -d' ' -f1"])
+            .env("S", s)
+            .output()
+            .unwrap();
+        assert_eq!(d, String::from_utf8_lossy(&want.stdout).trim(), "{s}");
+    }
+    for n in ["alpha", "tool_2", "tool_10"] {
+        for b in ["unprotected", "no-tpm"] {
+            let want = format!("dangerous:{b}:sysext:{n}:unprotected:unsigned");
+            assert!(strings.contains(&want.as_str()), "{want} in {strings:?}");
+        }
+    }
+    let img: Vec<&&str> = strings
+        .iter()
+        .filter(|s| s.contains(":sysext:img:"))
+        .collect();
+    assert_eq!(img.len(), 1, "{img:?}");
+    assert!(
+        img[0].starts_with("dangerous:no-tpm:sysext:img:") && img[0].ends_with(":unsigned"),
+        "{img:?}"
+    );
+    assert_eq!(recs.len(), 7, "{strings:?}");
 }
 
 #[test]

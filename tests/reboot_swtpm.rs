@@ -118,9 +118,25 @@ fn run_as_pid1(script: &str, env: &[(&str, String)]) -> (i32, String, String) {
 /// prepare into a private /run; the event log is kept outside the namespace for the test to read.
 const PREPARE: &str = r#"
 mount -t tmpfs tmpfs /run
-rc=0; "$VERITY" soft-reboot prepare "$IMG" --image-policy root=verity --tpm "$TPM" --event-log "$LOG" || rc=$?
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --image-policy root=verity --tpm "$TPM" --dangerous-tpm-simulator --event-log "$LOG" || rc=$?
 echo PREPARE_RC=$rc
 "#;
+
+/// What a measurement into the simulator records: its bypass record (log only, no PCR), then the
+/// event in PCR 15.
+fn measured(event: &str) -> Vec<(u64, String, String)> {
+    vec![
+        (
+            NO_PCR,
+            format!("dangerous:tpm-simulator:{event}"),
+            "dangerous".to_string(),
+        ),
+        (15, event.to_string(), "nextroot".to_string()),
+    ]
+}
+
+/// How [`log_strings`] shows a record without a `pcr` field.
+const NO_PCR: u64 = 99;
 
 fn expected_pcr15(events: &[String]) -> Vec<u8> {
     let mut pcr = vec![0u8; 32];
@@ -134,6 +150,7 @@ fn expected_pcr15(events: &[String]) -> Vec<u8> {
     pcr
 }
 
+/// (pcr, string, eventType) of every record; records without a PCR show as [`NO_PCR`].
 fn log_strings(log: &Path) -> Vec<(u64, String, String)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.split('\u{1e}')
@@ -141,7 +158,7 @@ fn log_strings(log: &Path) -> Vec<(u64, String, String)> {
         .map(|s| {
             let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
             (
-                v["pcr"].as_u64().unwrap(),
+                v["pcr"].as_u64().unwrap_or(NO_PCR),
                 v["content"]["string"].as_str().unwrap().to_string(),
                 v["content"]["eventType"].as_str().unwrap().to_string(),
             )
@@ -191,10 +208,7 @@ exec \"$VERITY\" soft-reboot exec --root-hash {rh} --keep-fd {}:store",
         );
     }
     let event = format!("nextroot:os:{rh}:unsigned");
-    assert_eq!(
-        log_strings(&log),
-        vec![(15, event.clone(), "nextroot".to_string())]
-    );
+    assert_eq!(log_strings(&log), measured(&event));
     assert_eq!(tpm.pcrread("sha256", 15), expected_pcr15(&[event]));
     drop(store);
 }
@@ -406,10 +420,10 @@ fn root_swtpm_soft_reboot_signed_ddi_is_staged_and_an_untrusted_signer_is_refuse
     let log = dir.path().join("tpm2-measure.log");
     let script = r#"
 mount -t tmpfs tmpfs /run
-rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$BAD" --tpm "$TPM" --event-log "$LOG" || rc=$?
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$BAD" --tpm "$TPM" --dangerous-tpm-simulator --event-log "$LOG" || rc=$?
 echo UNTRUSTED_RC=$rc
 grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED_UNTRUSTED || true
-rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$GOOD" --tpm "$TPM" --event-log "$LOG" || rc=$?
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --trust "$GOOD" --tpm "$TPM" --dangerous-tpm-simulator --event-log "$LOG" || rc=$?
 echo TRUSTED_RC=$rc
 grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED
 "#;
@@ -437,9 +451,86 @@ grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED
     );
     // Only the trusted attempt was measured, with the signer's fingerprint in the event.
     let event = format!("nextroot:os:{rh}:{fp}");
+    assert_eq!(log_strings(&log), measured(&event));
+    assert_eq!(tpm.pcrread("sha256", 15), expected_pcr15(&[event]));
+}
+
+#[test]
+fn root_swtpm_point7_prepare_into_a_simulator_needs_the_dangerous_flag() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = os_tree(dir.path(), true);
+    let (img, _) = build_root_image(dir.path(), &tree);
+    let log = dir.path().join("tpm2-measure.log");
+    let script = r#"
+mount -t tmpfs tmpfs /run
+rc=0; "$VERITY" soft-reboot prepare "$IMG" --image-policy root=verity --tpm "$TPM" --event-log "$LOG" || rc=$?
+echo PREPARE_RC=$rc
+grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED || echo NOT_STAGED
+"#;
+    let (code, out, err) = run_as_pid1(
+        script,
+        &[
+            ("IMG", img.display().to_string()),
+            ("TPM", tpm.spec()),
+            ("LOG", log.display().to_string()),
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in ["PREPARE_RC=2", "NOT_STAGED"] {
+        assert!(
+            out.lines().any(|l| l == want),
+            "missing {want:?} in:\n{out}\n{err}"
+        );
+    }
+    assert!(
+        err.contains("is a simulator") && err.contains("--dangerous-tpm-simulator"),
+        "{err}"
+    );
+    assert!(log_strings(&log).is_empty());
+    assert_eq!(tpm.pcrread("sha256", 15), vec![0u8; 32]);
+}
+
+#[test]
+fn root_swtpm_point6_premounted_bypass_is_measured_into_pcr15() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = os_tree(dir.path(), true);
+    let (img, _) = build_root_image(dir.path(), &tree);
+    let log = dir.path().join("tpm2-measure.log");
+    let script = r#"
+mount -t tmpfs tmpfs /run
+mkdir -p /run/nextroot
+mount -t erofs -o ro,loop "$IMG" /run/nextroot
+rc=0; "$VERITY" soft-reboot prepare --dangerous-premounted --tpm "$TPM" --dangerous-tpm-simulator --event-log "$LOG" || rc=$?
+echo PREPARE_RC=$rc
+test -e /run/verity/nextroot.json && echo RECORD
+"#;
+    let (code, out, err) = run_as_pid1(
+        script,
+        &[
+            ("IMG", img.display().to_string()),
+            ("TPM", tpm.spec()),
+            ("LOG", log.display().to_string()),
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in ["PREPARE_RC=0", "RECORD"] {
+        assert!(
+            out.lines().any(|l| l == want),
+            "missing {want:?} in:\n{out}\n{err}"
+        );
+    }
+    // The bypass is in the log and in PCR 15, where a remote verifier replaying the log sees it
+    // (the simulator's own bypass record is in the log only).
+    let event = "dangerous:premounted:/run/nextroot".to_string();
+    let sim = format!("dangerous:tpm-simulator:{event}");
     assert_eq!(
         log_strings(&log),
-        vec![(15, event.clone(), "nextroot".to_string())]
+        vec![
+            (NO_PCR, sim, "dangerous".to_string()),
+            (15, event.clone(), "dangerous".to_string())
+        ]
     );
     assert_eq!(tpm.pcrread("sha256", 15), expected_pcr15(&[event]));
 }

@@ -91,9 +91,14 @@ pub struct Config {
     /// Certificate directories (replace the default verity.d search path).
     #[serde(default)]
     pub trust: Vec<PathBuf>,
-    /// TPM to measure into: `device:/dev/tpmrm0` or `swtpm:host=H,port=P`.
+    /// TPM to measure into: `device:/dev/tpmrm0` or `swtpm:host=H,port=P` (a simulator needs
+    /// `dangerous-tpm-simulator = true`).
     #[serde(default = "default_tpm")]
     pub tpm: String,
+    /// Allow `tpm` to name a simulator (swtpm): tests and demos only; recorded with every
+    /// measurement.
+    #[serde(default)]
+    pub dangerous_tpm_simulator: bool,
     /// Event log path.
     #[serde(default = "default_event_log")]
     pub event_log: PathBuf,
@@ -153,6 +158,26 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Refuses a simulator as `tpm` unless `dangerous-tpm-simulator = true` or `flag` (the
+    /// command line's `--dangerous-tpm-simulator`) allows it. `text` is the config, for the line.
+    pub fn check_tpm(&self, text: &str, flag: bool) -> Result<(), ConfigError> {
+        if crate::measure::tpm::is_simulator_spec(&self.tpm)
+            && !self.dangerous_tpm_simulator
+            && !flag
+        {
+            return Err(ConfigError {
+                line: line_of_key(text, "tpm"),
+                reason: format!(
+                    "tpm = {:?} is a TPM simulator, not a TPM device: set \
+                     dangerous-tpm-simulator = true (or pass --dangerous-tpm-simulator) to measure \
+                     into it, for tests and demos only",
+                    self.tpm
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Settings of one class.
     pub fn class(&self, c: Class) -> &ClassConfig {
         match c {
@@ -349,6 +374,7 @@ mod tests {
 classes = ["sysext", "confext"]
 trust = ["/etc/verity.d"]
 tpm = "swtpm:host=127.0.0.1,port=2321"
+dangerous-tpm-simulator = true
 event-log = "/run/log/systemd/tpm2-measure.log"
 integrity = "kernel"
 required = ["base"]
@@ -387,6 +413,59 @@ pcr = 12
             Some("root=verity+signed:usr=verity+signed")
         );
         assert_eq!(c.trust, vec![PathBuf::from("/etc/verity.d")]);
+    }
+
+    #[test]
+    fn point7_a_simulator_needs_the_dangerous_key_or_flag() {
+        let text = "classes = [\"sysext\"]\ntpm = \"swtpm:host=127.0.0.1,port=2321\"\n";
+        let c = parse(text).unwrap();
+        let e = c.check_tpm(text, false).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.reason.contains("dangerous-tpm-simulator = true"), "{e}");
+        c.check_tpm(text, true).unwrap();
+        let allowed = format!("{text}dangerous-tpm-simulator = true\n");
+        parse(&allowed).unwrap().check_tpm(&allowed, false).unwrap();
+        // A device needs nothing; the shipped configs name the device.
+        Config::default().check_tpm("", false).unwrap();
+        for t in [
+            include_str!("units/boot.toml"),
+            include_str!("units/boot-initrd.toml"),
+        ] {
+            parse(t).unwrap().check_tpm(t, false).unwrap();
+        }
+    }
+
+    #[test]
+    fn point2_shipped_configs_admit_only_signed_images() {
+        use crate::image::policy::{Policy, State};
+        // The shipped configs and the empty one (whose classes fall back to the pipeline default).
+        for (file, text) in [
+            ("boot.toml", include_str!("units/boot.toml")),
+            ("boot-initrd.toml", include_str!("units/boot-initrd.toml")),
+            ("(empty)", ""),
+        ] {
+            let c = parse(text).unwrap();
+            for class in [Class::Sysext, Class::Confext] {
+                let pol = match &c.class(class).image_policy {
+                    Some(p) => Policy::parse(p).unwrap(),
+                    None => Policy::signed_only(),
+                };
+                for d in ["root", "usr"] {
+                    let what = format!("{file} {} {d}", class.name());
+                    assert!(pol.check(d, State::Signed, None, None).is_ok(), "{what}");
+                    for weak in [State::Verity, State::Unprotected] {
+                        assert!(
+                            pol.check(d, weak, None, None).is_err(),
+                            "{what} admits {}",
+                            weak.word()
+                        );
+                    }
+                }
+            }
+        }
+        for weak in ["verity", "unprotected"] {
+            assert!(!crate::merge::pipeline::policy_allows(None, weak), "{weak}");
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct BootArgs {
     /// Write the report here instead of the config's `report` path.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Allow the config's `tpm` to be a simulator (swtpm), like `dangerous-tpm-simulator = true`.
+    #[arg(long)]
+    dangerous_tpm_simulator: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,7 +49,7 @@ pub fn run(cmd: Command) -> CliResult {
     let Command::Boot(a) = cmd;
     match a.sub {
         Some(BootSub::Install { root }) => install(&root),
-        None => boot(&a.config, a.json, a.report),
+        None => boot(&a.config, a.json, a.report, a.dangerous_tpm_simulator),
     }
 }
 
@@ -122,6 +125,7 @@ impl ClassPipeline for Pipeline {
             tpm: Some(cfg.tpm.clone()),
             event_log: cfg.event_log.clone(),
             dangerous_no_tpm: false,
+            dangerous_tpm_simulator: cfg.dangerous_tpm_simulator,
             mutable: crate::merge::mutable::MutableMode::No,
         };
         let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
@@ -176,17 +180,25 @@ impl ClassPipeline for Pipeline {
     }
 }
 
-fn boot(config_path: &Path, json: bool, report_path: Option<PathBuf>) -> CliResult {
+fn boot(
+    config_path: &Path,
+    json: bool,
+    report_path: Option<PathBuf>,
+    tpm_simulator: bool,
+) -> CliResult {
     let journal = stderr_is_journal();
     let say = |p: Priority, m: &str| eprintln!("{}", report::prefixed(p, m, journal));
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| op_err(format!("cannot read config {}: {e}", config_path.display())))?;
-    let mut cfg = config::parse(&text).map_err(|e| {
+    let refused = |e: config::ConfigError| {
         op_err(match e.line {
             Some(l) => format!("{}:{l}: {}", config_path.display(), e.reason),
             None => format!("{}: {}", config_path.display(), e.reason),
         })
-    })?;
+    };
+    let mut cfg = config::parse(&text).map_err(refused)?;
+    cfg.check_tpm(&text, tpm_simulator).map_err(refused)?;
+    cfg.dangerous_tpm_simulator |= tpm_simulator;
     if let Some(p) = report_path {
         cfg.report = p;
     }

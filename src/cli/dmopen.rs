@@ -2,8 +2,10 @@
 //! `veritysetup open`/`close`, through the same device-mapper code the boot path uses.
 //!
 //! The device is named after the root hash (`<hex>-verity`), so a second `open` of the same tree
-//! reuses it. With `--root-hash-signature` the signature goes to the kernel through the thread
-//! keyring; a kernel that does not trust the signer refuses the table (exit 1).
+//! reuses it when its table and signature state cover what this call verified
+//! ([`crate::verity::reuse`]); otherwise it is refused with exit 1. With `--root-hash-signature`
+//! the signature goes to the kernel through the thread keyring; a kernel that does not trust the
+//! signer refuses the table (exit 1).
 
 use super::dmverity::{load_geometry, open_source, read_root, CommonArgs};
 use super::{failed, op_err, CliResult};
@@ -140,7 +142,9 @@ fn open(a: OpenArgs) -> CliResult {
         dm::activate_block_files(&df, &hf, a.common.hash_offset, &root, req.signature)
     };
     let m = res.map_err(|e| match e {
-        DmError::SignatureRejected { .. } | DmError::SignatureUnsupported(..) => failed(e),
+        DmError::SignatureRejected { .. }
+        | DmError::SignatureUnsupported(..)
+        | DmError::Reuse { .. } => failed(e),
         e => op_err(e),
     })?;
     if a.common.json {

@@ -114,6 +114,10 @@ pub struct ExtArgs {
     /// Merge without measuring into a TPM; the bypass is written to the event log.
     #[arg(long, global = true)]
     dangerous_no_tpm: bool,
+    /// Allow `--tpm swtpm:...`: measure into a TPM simulator (tests, demos); recorded with every
+    /// measurement.
+    #[arg(long, global = true)]
+    dangerous_tpm_simulator: bool,
     /// Accepted for systemd-sysext compatibility; verity never reloads the service manager.
     #[arg(long, global = true)]
     no_reload: bool,
@@ -152,6 +156,7 @@ pub(crate) struct MergeSetup {
     pub tpm: Option<String>,
     pub event_log: PathBuf,
     pub dangerous_no_tpm: bool,
+    pub dangerous_tpm_simulator: bool,
     /// `--mutable`.
     pub mutable: MutableMode,
 }
@@ -191,6 +196,7 @@ impl ExtArgs {
             tpm: self.tpm.clone(),
             event_log: self.event_log.clone(),
             dangerous_no_tpm: self.dangerous_no_tpm,
+            dangerous_tpm_simulator: self.dangerous_tpm_simulator,
         }
     }
 }
@@ -208,6 +214,7 @@ fn config(s: &MergeSetup) -> PipelineConfig {
         integrity: s.integrity,
         pcr: s.pcr.unwrap_or(s.class.default_pcr()),
         force: s.force,
+        nextroot: false,
         workspace: PathBuf::new(),
     }
 }
@@ -254,23 +261,26 @@ pub(crate) fn run_merge(
             s.root.display()
         ));
     }
+    let log = crate::measure::EventLog::new(s.event_log.clone());
     let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if s.dangerous_no_tpm {
         eprintln!(
-            "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR"
+            "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR \
+             (the bypass is recorded in {})",
+            s.event_log.display()
         );
-        Box::new(NoTpm {
-            event_log: Some(s.event_log.clone()),
-        })
+        Box::new(NoTpm { log })
     } else {
         let spec = s
             .tpm
             .clone()
             .unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
-        let tpm = crate::measure::open_tpm(&spec).map_err(|e| format!("TPM {spec}: {e}"))?;
-        Box::new(engine::TpmMeasurer {
-            tpm,
-            log: crate::measure::EventLog::new(s.event_log.clone()),
-        })
+        let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(
+            &spec,
+            s.dangerous_tpm_simulator,
+            "pass --dangerous-tpm-simulator",
+        )
+        .map_err(|e| format!("TPM {spec}: {e}"))?;
+        Box::new(engine::TpmMeasurer { tpm, log, bypasses })
     };
     let opts = MergeOptions {
         pipeline: cfg,

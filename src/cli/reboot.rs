@@ -5,7 +5,7 @@ use super::{failed, op_err, CliResult};
 use crate::merge::pipeline::Integrity;
 use crate::reboot::exec::{self, ExecOptions, SwitchError};
 use crate::reboot::plan::{parse_keep_fd, KeepFd};
-use crate::reboot::prepare::{self, NextrootMeasurer, PrepareOptions};
+use crate::reboot::prepare::{self, PrepareOptions};
 use crate::reboot::stage::{self, StageFacts, DEFAULT_NEXTROOT, DEFAULT_RECORD};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -63,9 +63,14 @@ pub struct PrepareArgs {
     #[arg(long, default_value = "/run/verity")]
     pub workspace: PathBuf,
     /// Record whatever is already mounted at the nextroot WITHOUT verifying or measuring it (the
-    /// record says so, and so does every later step).
+    /// record says so, and so does every later step); the bypass itself is written to the event
+    /// log, and extended into --pcr when a TPM is there.
     #[arg(long)]
     pub dangerous_premounted: bool,
+    /// Allow `--tpm swtpm:...`: measure into a TPM simulator (tests, demos); recorded with the
+    /// measurement.
+    #[arg(long)]
+    pub dangerous_tpm_simulator: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -122,16 +127,23 @@ fn prepare(a: PrepareArgs) -> CliResult {
             "verity: warning: {} recorded as staged WITHOUT verification or measurement (--dangerous-premounted)",
             a.nextroot.display()
         );
+        record_premounted(&a)?;
         stage::record_staged(&a.nextroot, &a.record, &facts, &tree).map_err(op_err)?
     } else {
         let Some(image) = a.image else {
             return Err(op_err("soft-reboot prepare: IMAGE is required"));
         };
         let spec = a.tpm.as_deref().unwrap_or(crate::measure::DEFAULT_TPM);
-        let tpm = crate::measure::open_tpm(spec).map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
-        let mut measurer = NextrootMeasurer {
+        let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(
+            spec,
+            a.dangerous_tpm_simulator,
+            "pass --dangerous-tpm-simulator",
+        )
+        .map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
+        let mut measurer = crate::merge::engine::TpmMeasurer {
             tpm,
             log: crate::measure::EventLog::new(a.event_log.clone()),
+            bypasses,
         };
         let opts = PrepareOptions {
             image,
@@ -165,6 +177,57 @@ fn prepare(a: PrepareArgs) -> CliResult {
             record.init
         );
     }
+    Ok(())
+}
+
+/// Writes the premounted bypass to the event log before anything is recorded as staged, and
+/// extends it into `--pcr` when there is a TPM: the one given with --tpm (which must then work),
+/// else the default device if this machine has one. No log record, nothing staged.
+fn record_premounted(a: &PrepareArgs) -> CliResult {
+    let (mut tpm, context) = match a.tpm.as_deref() {
+        Some(spec) => {
+            let (t, b) = crate::measure::tpm::open_production_tpm(
+                spec,
+                a.dangerous_tpm_simulator,
+                "pass --dangerous-tpm-simulator",
+            )
+            .map_err(|e| op_err(format!("TPM {spec}: {e}; nothing staged")))?;
+            (Some(t), b)
+        }
+        None => {
+            let dev = crate::measure::DEFAULT_TPM.trim_start_matches("device:");
+            if std::path::Path::new(dev).exists() {
+                let t = crate::measure::open_tpm(crate::measure::DEFAULT_TPM).map_err(|e| {
+                    op_err(format!(
+                        "TPM {}: {e}; nothing staged",
+                        crate::measure::DEFAULT_TPM
+                    ))
+                })?;
+                (Some(t), Vec::new())
+            } else {
+                eprintln!(
+                    "verity: warning: no TPM at {dev}: the --dangerous-premounted bypass is \
+                     recorded in the event log only"
+                );
+                (None, Vec::new())
+            }
+        }
+    };
+    let log = crate::measure::EventLog::new(a.event_log.clone());
+    crate::measure::step::record_bypass(
+        tpm.as_mut()
+            .map(|t| &mut **t as &mut dyn crate::measure::Tpm),
+        &log,
+        a.pcr,
+        crate::gate::Bypass::Premounted,
+        &a.nextroot.display().to_string(),
+        &context,
+    )
+    .map_err(|e| {
+        op_err(format!(
+            "recording --dangerous-premounted: {e}; nothing staged"
+        ))
+    })?;
     Ok(())
 }
 

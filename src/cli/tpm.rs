@@ -4,6 +4,7 @@
 
 use super::{failed, op_err, CliResult};
 use crate::digest::HashAlg;
+use crate::gate::{admission_events, Bypass};
 use crate::hex;
 use crate::image::policy::Policy;
 use crate::image::release::Scope;
@@ -11,8 +12,8 @@ use crate::image::verify::{verify, VerifyOptions};
 use crate::image::{DissectOptions, Dissected};
 use crate::measure::pcr::{self, ReplayReport};
 use crate::measure::{
-    default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord,
-    DEFAULT_EVENT_LOG, DEFAULT_TPM, UNPROTECTED,
+    default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord, Subject,
+    DEFAULT_EVENT_LOG, DEFAULT_TPM,
 };
 use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
@@ -169,6 +170,11 @@ pub struct PredictArgs {
     /// Accept --image partitions of this architecture instead of the native one.
     #[arg(long)]
     pub arch: Option<String>,
+    /// A bypass the admission of the --class/--image events will record before each of them, as
+    /// the merge does (repeatable, in order: tpm-simulator, skip-release-check, unprotected,
+    /// no-tpm, premounted).
+    #[arg(long = "with-bypass", value_parser = parse_bypass)]
+    pub with_bypass: Vec<Bypass>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +187,15 @@ pub struct ShowArgs {
     /// Machine-readable output (the records, with `recnum` added).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_bypass(s: &str) -> Result<Bypass, String> {
+    Bypass::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown bypass {s:?} (one of {})",
+            Bypass::ALL.map(|b| b.name()).join(", ")
+        )
+    })
 }
 
 /// A bank name for clap.
@@ -440,7 +455,10 @@ fn print_replay(r: &ReplayReport, records: &[LogRecord], json_out: bool) {
         );
     }
     if r.skipped > 0 {
-        println!("{} record(s) without a PCR (NvPCR) not replayed", r.skipped);
+        println!(
+            "{} record(s) without a PCR (NvPCR, or --dangerous-no-tpm bypasses) not replayed",
+            r.skipped
+        );
     }
 }
 
@@ -453,7 +471,7 @@ fn predict(a: PredictArgs) -> CliResult {
         if !a.images.is_empty() {
             let opts = image_verify_options(&a)?;
             for img in &a.images {
-                images.push(image_event(img, a.arch.clone(), &opts)?);
+                images.push(image_admission(img, a.arch.clone(), &opts, &[])?.0);
             }
         }
         return super::predict_export::run(&a, &images);
@@ -474,13 +492,23 @@ fn predict(a: PredictArgs) -> CliResult {
         bases.push((bank, v));
     }
     let mut events = a.events.clone();
+    // Each admission measures its bypass records first, exactly as the measuring step does.
+    let mut admit = |ev: ImageEvent, bypasses: &[Bypass]| {
+        let s = ev.event_string();
+        events.extend(
+            admission_events(&s, &ev.class, bypasses)
+                .into_iter()
+                .map(|(string, _)| string),
+        );
+    };
     if let Some(ev) = event_from_parts(&a.event)? {
-        events.push(ev.event_string());
+        admit(ev, &a.with_bypass);
     }
     if !a.images.is_empty() {
         let opts = image_verify_options(&a)?;
         for img in &a.images {
-            events.push(image_event(img, a.arch.clone(), &opts)?.event_string());
+            let (ev, bypasses) = image_admission(img, a.arch.clone(), &opts, &a.with_bypass)?;
+            admit(ev, &bypasses);
         }
     }
     if events.is_empty() {
@@ -531,38 +559,51 @@ fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliErro
     })
 }
 
-/// Verifies an image and returns the event measuring it would record. An image that does not
-/// verify is never measured, so predicting for it is a failed check (exit 1).
-fn image_event(
+/// Verifies an image and returns what admitting it would measure: its event and its bypasses, in
+/// the measuring step's order. It goes through the same token derivation as the merge, so the
+/// trust facts and bypasses cannot disagree. An image that does not verify is never measured,
+/// so predicting for it is a failed check (exit 1).
+fn image_admission(
     path: &Path,
     arch: Option<String>,
     opts: &VerifyOptions,
-) -> Result<ImageEvent, super::CliError> {
+    with_bypass: &[Bypass],
+) -> Result<(ImageEvent, Vec<Bypass>), super::CliError> {
     let f = std::fs::File::open(path).map_err(|e| op_err(format!("{}: {e}", path.display())))?;
     let d = Dissected::open(f, path, &DissectOptions { arch })
         .map_err(|e| op_err(format!("{}: {e}", path.display())))?;
-    let (report, res) = verify(d, opts);
+    let (_, res) = verify(d, opts);
     let v = res.map_err(|e| {
         failed(format!(
             "{}: {e}; an image that does not verify is never measured",
             path.display()
         ))
     })?;
-    let img = v.get();
-    let ev = ImageEvent {
-        class: img.class.name().to_string(),
-        name: img.name.clone(),
-        root_hash_hex: img
-            .integrity
-            .as_ref()
-            .map(|i| hex::encode(&i.root_hash))
-            .or(report.root_hash)
-            .unwrap_or_else(|| UNPROTECTED.to_string()),
-        signer: img.signer.as_ref().map(|s| s.fingerprint.clone()),
-    };
+    let class = v.get().class;
+    // The image's own name (release name, version cut off), as predictions always used.
+    let name = v.get().name.clone();
+    // What the pipeline adds to the token itself; the rest belongs to the measuring context.
+    let (own, context): (Vec<Bypass>, Vec<Bypass>) = with_bypass
+        .iter()
+        .partition(|b| **b == Bypass::SkipReleaseCheck);
+    let info = crate::image::verify::activated(
+        v,
+        crate::image::AdmitAs {
+            name,
+            kind: crate::image::ImageKind::Raw,
+            path: path.to_path_buf(),
+            class,
+            nextroot: false,
+            bypasses: own,
+        },
+    );
+    let ev = info.get().event();
     ev.validate()
         .map_err(|e| op_err(format!("{}: cannot be measured: {e}", path.display())))?;
-    Ok(ev)
+    Ok((
+        ev,
+        crate::measure::step::all_bypasses(info.get().bypasses(), &context),
+    ))
 }
 
 fn show(a: ShowArgs) -> CliResult {

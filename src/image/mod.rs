@@ -4,7 +4,9 @@
 //! Pure core: [`gpt`], [`sigpart`], [`release`], [`policy`], [`arch`]. I/O edge: [`ddi`] (dissect a
 //! DDI from an open file), [`sidecar`], [`build`] (mkfs.erofs/mksquashfs children), [`fsread`]
 //! (reading one file out of a verified file-system image without mounting it), [`trust`], and
-//! [`mod@verify`], the only place that mints [`crate::gate::Verified`] for images.
+//! [`mod@verify`], the only place that mints [`crate::gate::Verified`] (for images, for their
+//! activation, and for directory trees the image policy admits); [`info`] is what those tokens
+//! carry.
 //!
 //! An image is opened once ([`Dissected::open`] takes a [`std::fs::File`]); everything afterwards,
 //! including the [`verify::VerifiedImage`] handed to the merge pipeline, reads that descriptor.
@@ -14,6 +16,7 @@ pub mod build;
 pub mod ddi;
 pub mod fsread;
 pub mod gpt;
+pub mod info;
 pub mod policy;
 pub mod release;
 pub mod sidecar;
@@ -23,6 +26,7 @@ pub mod trust;
 pub mod verify;
 
 pub use ddi::{DissectError, DissectOptions, Dissected, Layout};
+pub use info::{AdmitAs, ImageInfo, ImageKind};
 pub use verify::{verify, Report, VerifiedImage, VerifyOptions};
 
 /// Which kind of extension an image is.

@@ -60,6 +60,50 @@ fn read_small(f: File, p: &Path, max: u64) -> Result<Vec<u8>, DissectError> {
     Ok(buf)
 }
 
+/// Where the signature of a bare image is looked for (`designator` root or usr; without a
+/// `.roothash`/`.usrhash`, both), and `.p7s` files beside it whose name starts like the image's
+/// (a misnamed signature, at most four, for the error message).
+pub fn signature_search(
+    image: &Path,
+    designator: &str,
+    has_roothash: bool,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let sfx: &[&str] = match (has_roothash, designator) {
+        (true, "usr") => &[".usrhash.p7s"],
+        (true, _) => &[".roothash.p7s"],
+        (false, _) => &[".roothash.p7s", ".usrhash.p7s"],
+    };
+    let looked: Vec<PathBuf> = sfx.iter().map(|s| sidecar_path(image, s)).collect();
+    let (Some(dir), Some(file)) = (image.parent(), image.file_name()) else {
+        return (looked, Vec::new());
+    };
+    let file = file.to_string_lossy();
+    let stem = file.strip_suffix(".raw").unwrap_or(&file);
+    let stem = stem.split(['_', '+', '.']).next().unwrap_or(stem);
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut near: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !looked.contains(p))
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with(stem) && n.ends_with(".p7s")
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    near.sort();
+    near.truncate(4);
+    (looked, near)
+}
+
 /// Dissects a bare image: the whole file is the data; sidecars supply tree, root hash, signature.
 pub(super) fn dissect_bare(
     source: FileSource,
@@ -142,6 +186,28 @@ pub(super) fn dissect_bare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signature_search_names_the_sidecar_and_misnamed_neighbours() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("foo_1.2.raw");
+        for n in [
+            "foo_1.2.raw.p7s",
+            "foo.p7s",
+            "bar.roothash.p7s",
+            "foo_1.2.roothash.p7s",
+        ] {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let (looked, near) = signature_search(&img, "root", true);
+        assert_eq!(looked, [d.path().join("foo_1.2.roothash.p7s")]);
+        assert_eq!(
+            near,
+            [d.path().join("foo.p7s"), d.path().join("foo_1.2.raw.p7s")]
+        );
+        let (looked, _) = signature_search(&img, "usr", false);
+        assert_eq!(looked.len(), 2);
+    }
 
     #[test]
     fn names_and_roothash() {

@@ -1,15 +1,20 @@
 //! Verifying a dissected image: every check by name (gpt or sidecar, partitions, partition-uuids,
 //! signature-json, verity-superblock, signature, verity-tree, extension-release, image-policy),
-//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `gate::Verified<VerifiedImage>`,
-//! and only when no check failed. I/O edge (it reads the image and runs the trust-store check).
+//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `gate::Verified` tokens (only it can
+//! build a [`VerifyKey`]): `Verified<VerifiedImage>` when no check failed, `Verified<ImageInfo>`
+//! derived from that token by [`activated`] (the pipeline passes the image token through instead of
+//! minting its own), and `Verified<ImageInfo>` for a directory tree that the image policy
+//! explicitly allows ([`admit_directory`], recorded as a bypass). I/O edge (it reads the image and
+//! runs the trust-store check).
 
 use super::ddi::{Dissected, Extent, HashDevice, Layout, Signature};
 use super::fsread::{self, FsType, TempDir, Unpacked};
+use super::info::{AdmitAs, ImageInfo};
 use super::policy::{Policy, State};
 use super::release::{self, Host, OsRelease, Scope};
 use super::trust::{self, Signer};
 use super::Class;
-use crate::gate::Verified;
+use crate::gate::{Bypass, Verified};
 use crate::io::FileSource;
 use crate::verity::hasher::BlockHasher;
 use crate::verity::source::Slice;
@@ -451,7 +456,25 @@ pub fn verify(
             Outcome::Skip,
             "signature partition unusable (see signature-json)",
         ),
-        (None, _) => r.push("signature", Outcome::Skip, "unsigned"),
+        (None, _) => {
+            // Never silently unsigned: say where the signature was looked for, and fail here
+            // already when the policy needs one (a missing or misnamed .p7s is the usual cause).
+            let state = if d.verity.is_some() {
+                State::Verity
+            } else {
+                State::Unprotected
+            };
+            let where_ = signature_not_found(&d);
+            if opts.policy.check(d.designator, state, None, None).is_ok() {
+                r.push(
+                    "signature",
+                    Outcome::Skip,
+                    format!("unsigned, which the image policy allows: {where_}"),
+                );
+            } else {
+                r.push("signature", Outcome::Fail, where_);
+            }
+        }
     }
 
     // The full tree. The data partition is copied into a private file first when the release
@@ -638,8 +661,111 @@ pub fn verify(
         signer: r.signer.clone(),
         extension_release: ext_release,
     };
-    // The one place an image token is minted: every check above passed.
-    (r, Ok(Verified::mint(vi)))
+    // The one place an image token is minted from a check: every check above passed.
+    (r, Ok(Verified::mint(vi, VerifyKey(()))))
+}
+
+/// The key [`Verified::mint`] takes. Its field is private to this module, so only the functions
+/// here mint tokens.
+pub struct VerifyKey(());
+
+/// The token of an activated image, derived from (and consuming) the image's own token: the root
+/// hash, signer and protection are the ones [`verify`] established; `how` only names it. An image
+/// without a hash tree (admitted because the policy allows `unprotected`) carries that bypass.
+pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo> {
+    let vi = v.get();
+    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
+    let protection = match (&vi.integrity, &signer) {
+        (None, _) => "unprotected",
+        (Some(_), None) => "verity",
+        (Some(_), Some(_)) => "signed",
+    };
+    let mut bypasses = how.bypasses;
+    if vi.integrity.is_none() && !bypasses.contains(&Bypass::Unprotected) {
+        bypasses.insert(0, Bypass::Unprotected);
+    }
+    let info = ImageInfo {
+        name: how.name,
+        class: vi.class,
+        kind: how.kind,
+        path: how.path,
+        root_hash: vi.integrity.as_ref().map(|i| hex(&i.root_hash)),
+        signer,
+        protection: protection.into(),
+        nextroot: how.nextroot,
+        bypasses,
+    };
+    Verified::mint(info, VerifyKey(()))
+}
+
+/// A directory tree has no hash tree and no signature: it is admitted only when `policy` (the
+/// user's; the default admits signed images only) allows `unprotected` for root or usr, and its
+/// token records the [`Bypass::Unprotected`].
+pub fn admit_directory(policy: &Policy, how: AdmitAs) -> Result<Verified<ImageInfo>, String> {
+    let allowed = ["root", "usr"]
+        .iter()
+        .any(|d| policy.check(d, State::Unprotected, None, None).is_ok());
+    if !allowed {
+        return Err(format!(
+            "directory extensions are unprotected; the image policy {policy} does not allow \
+             unprotected images"
+        ));
+    }
+    let mut bypasses = vec![Bypass::Unprotected];
+    bypasses.extend(
+        how.bypasses
+            .into_iter()
+            .filter(|b| *b != Bypass::Unprotected),
+    );
+    let info = ImageInfo {
+        name: how.name,
+        class: how.class,
+        kind: how.kind,
+        path: how.path,
+        root_hash: None,
+        signer: None,
+        protection: "unprotected".into(),
+        nextroot: how.nextroot,
+        bypasses,
+    };
+    Ok(Verified::mint(info, VerifyKey(())))
+}
+
+/// A token around anything, for unit tests of the code that consumes tokens.
+#[cfg(test)]
+pub(crate) fn test_token<T>(inner: T) -> Verified<T> {
+    Verified::mint(inner, VerifyKey(()))
+}
+
+/// "signature not found", where it was looked for, and files nearby that look like a misnamed one.
+fn signature_not_found(d: &Dissected) -> String {
+    match &d.layout {
+        Layout::Gpt(_) => format!(
+            "signature not found: the GPT has no {}-verity-sig partition{}",
+            d.designator,
+            d.arch.map(|a| format!(" for {a}")).unwrap_or_default()
+        ),
+        Layout::Bare => {
+            let (looked, near) =
+                super::sidecar::signature_search(d.source.path(), d.designator, d.verity.is_some());
+            let list = |v: &[PathBuf]| {
+                v.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+            };
+            let mut msg = format!(
+                "signature not found: looked for {}",
+                list(&looked).join(" and ")
+            );
+            if !near.is_empty() {
+                msg.push_str(&format!(
+                    "; found {}, which is not a name signatures are looked for under",
+                    list(&near).join(", ")
+                ));
+            }
+            msg
+        }
+    }
 }
 
 fn check_release(

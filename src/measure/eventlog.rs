@@ -117,7 +117,9 @@ impl LogRecord {
 /// A record this program writes, in systemd's field order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
-    pub pcr: u32,
+    /// The PCR extended; None for a record of something that extended no PCR (a
+    /// `--dangerous-no-tpm` bypass), which replay skips like systemd's NvPCR records.
+    pub pcr: Option<u32>,
     /// One digest per bank that was extended.
     pub digests: Vec<(HashAlg, Vec<u8>)>,
     /// The event string that was hashed.
@@ -132,7 +134,8 @@ pub struct NewRecord {
 
 #[derive(Serialize)]
 struct OutRecord<'a> {
-    pcr: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pcr: Option<u32>,
     digests: Vec<OutDigest>,
     content_type: &'static str,
     content: OutContent<'a>,
@@ -297,7 +300,7 @@ mod tests {
 
     fn sample() -> NewRecord {
         NewRecord {
-            pcr: 13,
+            pcr: Some(13),
             digests: vec![
                 (HashAlg::Sha1, HashAlg::Sha1.digest(b"x")),
                 (HashAlg::Sha256, HashAlg::Sha256.digest(b"x")),
@@ -323,6 +326,19 @@ mod tests {
              \"content_type\":\"systemd\",\"content\":{\"string\":\"x\",\"bootId\":\
              \"0123456789abcdef0123456789abcdef\",\"timestamp\":42,\"eventType\":\"sysext\"}}\n"
         );
+    }
+
+    #[test]
+    fn a_record_without_pcr_has_no_pcr_field() {
+        let r = NewRecord {
+            pcr: None,
+            ..sample()
+        };
+        let b = r.to_bytes();
+        assert!(!String::from_utf8_lossy(&b).contains("\"pcr\""));
+        let back = parse_log(&b).unwrap();
+        assert_eq!(back[0].pcr, None);
+        assert_eq!(back[0].string(), Some("x"));
     }
 
     #[test]

@@ -278,7 +278,7 @@ mod tests {
 
     fn rec(s: &str) -> NewRecord {
         NewRecord {
-            pcr: 13,
+            pcr: Some(13),
             digests: vec![(HashAlg::Sha256, HashAlg::Sha256.digest(s.as_bytes()))],
             string: s.into(),
             boot_id: boot_id(),

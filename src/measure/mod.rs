@@ -1,6 +1,6 @@
 //! Measurement: PCR bank math ([`pcr`]), systemd's event log ([`eventlog`], [`logfile`]), the
 //! [`Tpm`] trait with its software model and tss-esapi implementation, and the measuring step
-//! that mints [`Measured`] tokens.
+//! ([`step`]) that mints [`crate::gate::Measured`] tokens.
 //!
 //! The contract (DESIGN.md 5): an admitted image is measured into PCR 13 (sysext), 12 (confext)
 //! or 15 (a soft-reboot root), configurable, as the event string
@@ -12,10 +12,16 @@
 //! extended, then the record is appended and the mark cleared. A crash in between leaves a log
 //! that says it is torn instead of one that silently disagrees with the TPM. The token is minted
 //! only after both the extend and the append succeeded.
+//!
+//! Bypasses ([`crate::gate::Bypass`]) are records too: `dangerous:<bypass>:<event string>` with
+//! eventType `dangerous`, extended into the same PCR just before the admission they weaken.
+//! Without a TPM (`--dangerous-no-tpm`) they are written without a `pcr` field, which replay
+//! skips, but still through the locked writer.
 
 pub mod eventlog;
 pub mod logfile;
 pub mod pcr;
+pub mod step;
 pub mod tpm;
 
 #[cfg(feature = "tpm")]
@@ -25,10 +31,10 @@ pub use crate::gate::MeasurementRecord;
 pub use eventlog::{LogRecord, NewRecord};
 pub use logfile::{EventLog, LogFileError, LogWriter, DEFAULT_EVENT_LOG};
 pub use pcr::PcrError;
+pub use step::Subject;
 pub use tpm::{open_tpm, SoftTpm, Tpm, TpmError, TpmSpec, DEFAULT_TPM};
 
 use crate::digest::HashAlg;
-use crate::gate::{Measured, Verified};
 use crate::hex;
 use thiserror::Error;
 
@@ -188,6 +194,76 @@ fn names(banks: &[HashAlg]) -> String {
         .join(", ")
 }
 
+/// The banks a measurement into `pcr` extends: every active one, and sha256 must be among them.
+pub(crate) fn measuring_banks(tpm: &mut dyn Tpm, pcr: u32) -> Result<Vec<HashAlg>, MeasureError> {
+    pcr::check_pcr(pcr)?;
+    let banks = tpm.active_banks()?;
+    if !banks.contains(&HashAlg::Sha256) {
+        return Err(MeasureError::NoSha256Bank { active: banks });
+    }
+    Ok(banks)
+}
+
+/// Extends `pcr` in `banks` with H(`string`) and appends the record, inside the sticky-bit
+/// protocol (see the module docs). Returns the digests extended.
+pub(crate) fn extend_and_append(
+    tpm: &mut dyn Tpm,
+    log: &mut LogWriter,
+    pcr: u32,
+    banks: &[HashAlg],
+    string: &str,
+    event_type: &str,
+) -> Result<Vec<(HashAlg, Vec<u8>)>, MeasureError> {
+    let digests = pcr::event_digests(banks, string);
+    log.mark_in_progress()?;
+    if let Err(e) = tpm.pcr_extend(pcr, &digests) {
+        if e.tpm_unchanged() {
+            // Nothing happened: the log is still complete. If even clearing fails, the log
+            // stays marked torn, which errs on the safe side.
+            let _ = log.clear_in_progress();
+        }
+        return Err(e.into());
+    }
+    let record = NewRecord {
+        pcr: Some(pcr),
+        digests: digests.clone(),
+        string: string.to_string(),
+        boot_id: logfile::boot_id(),
+        timestamp_us: logfile::boottime_us(),
+        event_type: event_type.to_string(),
+    };
+    log.append(&record)
+        .map_err(|source| MeasureError::LogAfterExtend { pcr, source })?;
+    Ok(digests)
+}
+
+/// Appends a record of something that extended no PCR (`--dangerous-no-tpm`): no `pcr` field, a
+/// sha256 digest of the string so the record stays checkable, through the same locked writer.
+pub(crate) fn append_unmeasured(
+    log: &mut LogWriter,
+    string: &str,
+    event_type: &str,
+) -> Result<(), MeasureError> {
+    let record = NewRecord {
+        pcr: None,
+        digests: pcr::event_digests(&[HashAlg::Sha256], string),
+        string: string.to_string(),
+        boot_id: logfile::boot_id(),
+        timestamp_us: logfile::boottime_us(),
+        event_type: event_type.to_string(),
+    };
+    log.append(&record)?;
+    Ok(())
+}
+
+/// Per-bank digests as (bank name, hex), as reports show them.
+pub(crate) fn hex_digests(digests: &[(HashAlg, Vec<u8>)]) -> Vec<(String, String)> {
+    digests
+        .iter()
+        .map(|(b, d)| (b.name().to_string(), hex::encode(d)))
+        .collect()
+}
+
 /// Measures one event with the log already locked (take [`EventLog::lock_for_append`] before
 /// opening a TPM that serves one client at a time, such as swtpm, so concurrent measurers queue
 /// on the lock rather than deadlock on the TPM connection).
@@ -211,44 +287,18 @@ pub fn measure_text_locked(
     text: &str,
     event_type: &str,
 ) -> Result<MeasurementRecord, MeasureError> {
-    pcr::check_pcr(pcr)?;
-    let banks = tpm.active_banks()?;
-    if !banks.contains(&HashAlg::Sha256) {
-        return Err(MeasureError::NoSha256Bank { active: banks });
-    }
-    let event = text.to_string();
-    let digests = pcr::event_digests(&banks, &event);
-    log.mark_in_progress()?;
-    if let Err(e) = tpm.pcr_extend(pcr, &digests) {
-        if e.tpm_unchanged() {
-            // Nothing happened: the log is still complete. If even clearing fails, the log
-            // stays marked torn, which errs on the safe side.
-            let _ = log.clear_in_progress();
-        }
-        return Err(e.into());
-    }
-    let record = NewRecord {
-        pcr,
-        digests: digests.clone(),
-        string: event.clone(),
-        boot_id: logfile::boot_id(),
-        timestamp_us: logfile::boottime_us(),
-        event_type: event_type.to_string(),
-    };
-    log.append(&record)
-        .map_err(|source| MeasureError::LogAfterExtend { pcr, source })?;
+    let banks = measuring_banks(tpm, pcr)?;
+    let digests = extend_and_append(tpm, log, pcr, &banks, text, event_type)?;
     Ok(MeasurementRecord {
         pcr,
-        event,
-        digests: digests
-            .iter()
-            .map(|(b, d)| (b.name().to_string(), hex::encode(d)))
-            .collect(),
+        event: text.to_string(),
+        digests: hex_digests(&digests),
+        bypasses: Vec::new(),
     })
 }
 
 /// Measures one event: locks the log, extends every active bank of `pcr`, appends the record.
-/// The low-level step behind `verity measure`.
+/// The low-level step behind `verity measure`; it mints nothing (see [`step`] for that).
 pub fn measure_event(
     tpm: &mut dyn Tpm,
     log: &EventLog,
@@ -257,19 +307,6 @@ pub fn measure_event(
 ) -> Result<MeasurementRecord, MeasureError> {
     let mut w = log.lock_for_append()?;
     measure_event_locked(tpm, &mut w, pcr, ev)
-}
-
-/// The pipeline's measuring step: the only way to turn a [`Verified`] thing into a [`Measured`]
-/// one, and only after the extend and the log append both succeeded.
-pub fn measure<T>(
-    verified: Verified<T>,
-    tpm: &mut dyn Tpm,
-    log: &EventLog,
-    pcr: u32,
-    ev: &ImageEvent,
-) -> Result<Measured<Verified<T>>, MeasureError> {
-    let record = measure_event(tpm, log, pcr, ev)?;
-    Ok(Measured::mint(verified, record))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub const PCR_COUNT: u32 = 24;
 /// that such records are internally consistent (a record whose digest is not the hash of the text
 /// it shows is a lie, whatever the PCR says). systemd's `volume-key` (an HMAC) is not in here.
 pub const TEXT_EVENT_TYPES: &[&str] = &[
+    crate::gate::BYPASS_EVENT_TYPE,
     "sysext",
     "confext",
     "nextroot",

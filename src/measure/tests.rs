@@ -2,8 +2,33 @@
 //! and the append, the log replays, and every failure leaves no token and a log that tells the
 //! truth about the TPM.
 
+use super::step::{measure, record_bypass, record_unmeasured};
 use super::*;
+use crate::gate::Bypass;
 use std::collections::HashMap;
+
+/// A token content for these tests: an event and the bypasses of its admission.
+#[derive(Debug)]
+struct Sub {
+    ev: ImageEvent,
+    bypasses: Vec<Bypass>,
+}
+
+impl Subject for Sub {
+    fn event(&self) -> ImageEvent {
+        self.ev.clone()
+    }
+    fn bypasses(&self) -> Vec<Bypass> {
+        self.bypasses.clone()
+    }
+}
+
+fn token(ev: ImageEvent, bypasses: &[Bypass]) -> crate::gate::Verified<Sub> {
+    crate::image::verify::test_token(Sub {
+        ev,
+        bypasses: bypasses.to_vec(),
+    })
+}
 
 const ROOT: &str = "0a8a8d1bd4a0aa3de6a86f9bef18fc4a79b5d11e41b2cb3c3ad7fa3f2e2b0b1c";
 const SIGNER: &str = "5e0ae8ab5a0d9a6a0c6e3c04aac0a8cc44b1f5a1d3e4d4a4e3e2c1b0a9f8e7d6";
@@ -113,15 +138,9 @@ fn measure_mints_after_extend_and_append_and_the_log_replays() {
     let log = EventLog::new(dir.path().join("tpm2-measure.log"));
     let mut tpm = SoftTpm::new(all_banks());
     let e = ev("sysext", "foo");
-    let token = measure(
-        crate::gate::Verified::mint("image"),
-        &mut tpm,
-        &log,
-        PCR_SYSEXT,
-        &e,
-    )
-    .unwrap();
-    assert_eq!(*token.get().get(), "image");
+    let token = measure(token(e.clone(), &[]), &mut tpm, &log, PCR_SYSEXT, &[]).unwrap();
+    assert_eq!(token.get().get().ev, e);
+    assert!(token.record().bypasses.is_empty());
     assert_eq!(token.record().pcr, 13);
     assert_eq!(token.record().event, e.event_string());
     assert_eq!(token.record().digests.len(), 4);
@@ -166,14 +185,7 @@ fn no_sha256_bank_no_token_log_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::new(dir.path().join("log"));
     let mut tpm = SoftTpm::new([HashAlg::Sha1]);
-    let e = measure(
-        crate::gate::Verified::mint(()),
-        &mut tpm,
-        &log,
-        13,
-        &ev("sysext", "a"),
-    )
-    .unwrap_err();
+    let e = measure(token(ev("sysext", "a"), &[]), &mut tpm, &log, 13, &[]).unwrap_err();
     assert!(matches!(e, MeasureError::NoSha256Bank { .. }), "{e}");
     assert!(e.to_string().contains("active: sha1"), "{e}");
     assert_eq!(tpm.extend_count(), 0);
@@ -244,4 +256,129 @@ fn unreachable_tpm_and_bad_pcr_leave_no_trace() {
     assert!(!sticky(&log));
     assert_eq!(log.read().unwrap().len(), 0);
     assert_eq!(tpm.extend_count(), 0);
+}
+
+#[test]
+fn point6_bypasses_are_extended_before_the_event_and_the_log_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::new(dir.path().join("log"));
+    let mut tpm = SoftTpm::new(all_banks());
+    let e = ev("sysext", "foo");
+    let t = measure(
+        token(e.clone(), &[Bypass::SkipReleaseCheck]),
+        &mut tpm,
+        &log,
+        13,
+        &[Bypass::TpmSimulator, Bypass::SkipReleaseCheck],
+    )
+    .unwrap();
+    assert_eq!(
+        t.record().bypasses,
+        [Bypass::SkipReleaseCheck, Bypass::TpmSimulator]
+    );
+    assert_eq!(t.record().event, e.event_string());
+    let recs = log.read().unwrap();
+    let got: Vec<(Option<u32>, &str, &str)> = recs
+        .iter()
+        .map(|r| (r.pcr, r.event_type().unwrap(), r.string().unwrap()))
+        .collect();
+    let s = e.event_string();
+    // The simulator's record is in the log only; the release-check bypass is extended first.
+    let want = [
+        (None, "dangerous", format!("dangerous:tpm-simulator:{s}")),
+        (
+            Some(13),
+            "dangerous",
+            format!("dangerous:skip-release-check:{s}"),
+        ),
+        (Some(13), "sysext", s.clone()),
+    ];
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2.as_str()));
+    }
+    // The PCR holds exactly the two extends, computed here from the strings alone.
+    let mut v = vec![0u8; 32];
+    for (_, _, string) in &want[1..] {
+        let d = HashAlg::Sha256.digest(string.as_bytes());
+        v = HashAlg::Sha256.digest(&[v.as_slice(), &d].concat());
+    }
+    assert_eq!(tpm.pcr_read(13, HashAlg::Sha256).unwrap(), v);
+    assert_eq!(tpm.extend_count(), 2);
+    let r = replay_against(&mut tpm, &log);
+    assert!(r.ok(), "{r:?}");
+}
+
+#[test]
+fn point6_no_tpm_goes_through_the_locked_writer_and_replay_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::new(dir.path().join("log"));
+    let e = ev("confext", "c");
+    let t = record_unmeasured(token(e.clone(), &[]), &log, 12, &[Bypass::NoTpm]).unwrap();
+    assert!(t.record().digests.is_empty(), "nothing was extended");
+    assert_eq!(t.record().bypasses, [Bypass::NoTpm]);
+    let recs = log.read().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].pcr, None);
+    assert_eq!(recs[0].event_type(), Some("dangerous"));
+    let want = format!("dangerous:no-tpm:{}", e.event_string());
+    assert_eq!(recs[0].string(), Some(want.as_str()));
+    assert!(!sticky(&log));
+    // A record without a PCR is skipped by replay, and its digest is the hash of its string.
+    let r = pcr::replay(&recs, &all_banks(), &HashMap::new());
+    assert!(r.ok() && r.skipped == 1, "{r:?}");
+    // It takes the log's lock and protocol: a torn log is not appended to, and no token.
+    let mut w = log.lock_for_append().unwrap();
+    w.mark_in_progress().unwrap();
+    drop(w);
+    let err = record_unmeasured(token(e, &[]), &log, 12, &[])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, MeasureError::Log(LogFileError::Torn { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn point6_a_bypass_without_a_token_is_recorded_with_or_without_a_tpm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::new(dir.path().join("log"));
+    let mut tpm = SoftTpm::new(all_banks());
+    let rec = record_bypass(
+        Some(&mut tpm),
+        &log,
+        15,
+        Bypass::Premounted,
+        "/run/nextroot",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(rec.event, "dangerous:premounted:/run/nextroot");
+    assert_eq!(tpm.extend_count(), 1);
+    record_bypass(None, &log, 15, Bypass::Premounted, "/run/nextroot", &[]).unwrap();
+    let recs = log.read().unwrap();
+    assert_eq!(
+        recs.iter().map(|r| r.pcr).collect::<Vec<_>>(),
+        [Some(15), None]
+    );
+    assert!(replay_against(&mut tpm, &log).ok());
+    assert!(record_bypass(None, &log, 15, Bypass::Premounted, "a\nb", &[]).is_err());
+    // With a simulator, its record comes first, about the premounted record.
+    let rec = record_bypass(
+        Some(&mut tpm),
+        &log,
+        15,
+        Bypass::Premounted,
+        "/run/nextroot",
+        &[Bypass::TpmSimulator],
+    )
+    .unwrap();
+    assert_eq!(rec.bypasses, [Bypass::TpmSimulator, Bypass::Premounted]);
+    let recs = log.read().unwrap();
+    assert_eq!(
+        recs[recs.len() - 2].string(),
+        Some("dangerous:tpm-simulator:dangerous:premounted:/run/nextroot")
+    );
+    assert!(replay_against(&mut tpm, &log).ok());
 }

@@ -20,6 +20,12 @@ pub enum TpmError {
          rebuild with --features tpm"
     )]
     NotBuilt { spec: String },
+    #[error(
+        "TPM {spec} is a simulator, not a TPM device: merges, the boot hook and soft-reboot \
+         prepare measure only into a real TPM unless asked; {how} to use it anyway (tests and \
+         demos only; every measurement then records the bypass)"
+    )]
+    Simulator { spec: String, how: String },
     #[error("cannot reach the TPM at {spec}: {reason}")]
     Unreachable { spec: String, reason: String },
     #[error("PCR {0} does not exist on this TPM (0-23)")]
@@ -121,6 +127,43 @@ impl TpmSpec {
             _ => Err(bad("unknown kind")),
         }
     }
+}
+
+impl TpmSpec {
+    /// A software simulator (swtpm), as opposed to a TPM device.
+    pub fn is_simulator(&self) -> bool {
+        matches!(self, Self::Swtpm { .. })
+    }
+}
+
+/// Whether a `--tpm`/config string names a simulator (also the `mssim:` spelling, which
+/// [`TpmSpec::parse`] refuses but a config may carry).
+pub fn is_simulator_spec(spec: &str) -> bool {
+    spec.starts_with("swtpm:") || spec.starts_with("mssim:") || spec == "swtpm"
+}
+
+/// Opens the TPM a production path (merge, refresh, the boot hook, soft-reboot prepare) measures
+/// into. A simulator is refused unless `simulator_allowed` (`--dangerous-tpm-simulator`); then the
+/// returned bypass is recorded with every measurement. `how` tells the user how to allow it.
+pub fn open_production_tpm(
+    spec: &str,
+    simulator_allowed: bool,
+    how: &str,
+) -> Result<(Box<dyn Tpm>, Vec<crate::gate::Bypass>), TpmError> {
+    let simulator = is_simulator_spec(spec) || TpmSpec::parse(spec)?.is_simulator();
+    if simulator && !simulator_allowed {
+        return Err(TpmError::Simulator {
+            spec: spec.to_string(),
+            how: how.to_string(),
+        });
+    }
+    let tpm = open_tpm(spec)?;
+    let bypasses = if simulator {
+        vec![crate::gate::Bypass::TpmSimulator]
+    } else {
+        Vec::new()
+    };
+    Ok((tpm, bypasses))
 }
 
 impl std::fmt::Display for TpmSpec {
@@ -336,6 +379,30 @@ mod tests {
         let e = open_tpm("swtpm:port=2321").err().unwrap();
         assert!(matches!(e, TpmError::NotBuilt { .. }));
         assert!(e.to_string().contains("without the `tpm` feature"), "{e}");
+    }
+
+    #[test]
+    fn point7_a_simulator_needs_the_dangerous_flag_before_anything_is_opened() {
+        // Nothing listens on this port: the refusal comes before any connection attempt.
+        for spec in ["swtpm:port=2321", "swtpm:host=127.0.0.1,port=9"] {
+            let e = open_production_tpm(spec, false, "pass --dangerous-tpm-simulator")
+                .err()
+                .unwrap();
+            assert!(matches!(e, TpmError::Simulator { .. }), "{e}");
+            assert!(
+                e.to_string().contains("pass --dangerous-tpm-simulator"),
+                "{e}"
+            );
+        }
+        assert!(is_simulator_spec("mssim:host=x") && !is_simulator_spec("device:/dev/tpm0"));
+        // A device spec is not a simulator; a bad spec is still a spec error.
+        assert!(!TpmSpec::parse("device:/dev/tpm0").unwrap().is_simulator());
+        assert!(matches!(
+            open_production_tpm("swtpm:path=/x", true, "-")
+                .err()
+                .unwrap(),
+            TpmError::BadSpec { .. }
+        ));
     }
 
     #[test]

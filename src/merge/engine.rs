@@ -9,7 +9,7 @@ use super::pipeline::{
 };
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
-use crate::gate::{Measured, MeasurementRecord, Verified};
+use crate::gate::{Bypass, Measured, MeasurementRecord, Verified};
 use std::path::{Path, PathBuf};
 
 /// Options of merge and refresh beyond the pipeline's.
@@ -181,12 +181,12 @@ pub fn unmerge(
     Ok(apply::unmerge(root, class, &ws)?)
 }
 
-/// The `--dangerous-no-tpm` measurer: no PCR is extended; the bypass itself is recorded in the
-/// event log (when one is given) and the token says so in its record. Used only when asked for by
-/// name, and until the measurement module's real `Tpm` lands.
+/// The `--dangerous-no-tpm` measurer: no PCR is extended; each admission is recorded in the event
+/// log as a `dangerous:no-tpm:<event>` record (without a `pcr` field), through the log's lock, and
+/// the token's record says so. Used only when asked for by name.
 pub struct NoTpm {
-    /// Event log to append the bypass records to.
-    pub event_log: Option<PathBuf>,
+    /// The event log the bypass records go to.
+    pub log: crate::measure::EventLog,
 }
 
 impl Measurer for NoTpm {
@@ -195,38 +195,21 @@ impl Measurer for NoTpm {
         v: Verified<ImageInfo>,
         pcr: u32,
     ) -> Result<Measured<Verified<ImageInfo>>, String> {
-        let event = v.get().event_string();
-        if let Some(p) = &self.event_log {
-            use std::io::Write;
-            let rec = serde_json::json!({
-                "pcr": pcr,
-                "content_type": "verity-bypass",
-                "content": { "bypass": "dangerous-no-tpm", "event": event },
-            });
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("event log {}: {e}", p.display()))?;
-            f.write_all(format!("\x1e{rec}\n").as_bytes())
-                .map_err(|e| format!("event log {}: {e}", p.display()))?;
-        }
-        let record = MeasurementRecord {
-            pcr,
-            event,
-            digests: Vec::new(),
-        };
-        Ok(Measured::mint(v, record))
+        crate::measure::step::record_unmeasured(v, &self.log, pcr, &[Bypass::NoTpm])
+            .map_err(|e| e.to_string())
     }
 }
 
-/// The real measurer: one PCR extend (every active bank) and one event-log record per image,
-/// through `measure::measure`, before the image can reach an overlay.
+/// The real measurer: for each image, its bypass records and then its event, extended into every
+/// active bank of the PCR and appended to the event log (`measure::step::measure`), before the
+/// image can reach an overlay. Also measures soft-reboot roots (their tokens say `nextroot`).
 pub struct TpmMeasurer {
     /// The TPM.
     pub tpm: Box<dyn crate::measure::Tpm>,
     /// The event log.
     pub log: crate::measure::EventLog,
+    /// Bypasses of the measuring context, recorded with every image (`--dangerous-tpm-simulator`).
+    pub bypasses: Vec<Bypass>,
 }
 
 impl Measurer for TpmMeasurer {
@@ -235,20 +218,7 @@ impl Measurer for TpmMeasurer {
         v: Verified<ImageInfo>,
         pcr: u32,
     ) -> Result<Measured<Verified<ImageInfo>>, String> {
-        let i = v.get();
-        let Some(root_hash_hex) = i.root_hash.clone() else {
-            return Err(format!(
-                "{} is an unprotected directory: there is no root hash to measure (use a verity image, or --dangerous-no-tpm)",
-                i.name
-            ));
-        };
-        let ev = crate::measure::ImageEvent {
-            class: i.class.name().to_string(),
-            name: i.name.clone(),
-            root_hash_hex,
-            signer: i.signer.clone(),
-        };
-        crate::measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev)
+        crate::measure::step::measure(v, self.tpm.as_mut(), &self.log, pcr, &self.bypasses)
             .map_err(|e| e.to_string())
     }
 }

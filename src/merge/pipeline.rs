@@ -10,9 +10,11 @@
 //! against the same root hash and loop-mounted, so the checked bytes are the mounted bytes.
 
 use super::plan::{release_name, Class};
-use crate::gate::{Measured, Verified};
+use crate::gate::{Bypass, Measured, Verified};
 use crate::image::policy::{Policy, State};
 use crate::image::release::{self, Host, OsRelease, Scope};
+use crate::image::AdmitAs;
+pub use crate::image::{ImageInfo, ImageKind};
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::{MemfdWriter, SealedMemfd};
 use crate::sys::mount::{self, Attrs, FsOption};
@@ -49,18 +51,6 @@ pub trait DmActivator {
     ) -> Result<PathBuf, String>;
 }
 
-/// What kind of image a search-path entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageKind {
-    /// A plain directory tree.
-    Directory,
-    /// A regular `.raw` file.
-    Raw,
-    /// A block device.
-    Block,
-}
-
 /// Everything needed to admit images of one class.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -76,8 +66,11 @@ pub struct PipelineConfig {
     pub integrity: Integrity,
     /// PCR to extend.
     pub pcr: u32,
-    /// Skip the extension-release check (`--dangerous-skip-release-check`).
+    /// Skip the extension-release check (`--dangerous-skip-release-check`; recorded as a bypass).
     pub force: bool,
+    /// Admitting a root image for a soft reboot: measured as `nextroot`, and the extension-release
+    /// check does not apply (the tree is checked as an OS instead).
+    pub nextroot: bool,
     /// Running in the initrd (changes the required scope).
     pub in_initrd: bool,
     /// Host os-release fields.
@@ -136,40 +129,8 @@ impl fmt::Display for ImageFailure {
     }
 }
 
-/// What the verification established about an image; wrapped in the proof tokens.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ImageInfo {
-    /// Image name.
-    pub name: String,
-    /// Class it is admitted as.
-    pub class: Class,
-    /// Directory, raw or block.
-    pub kind: ImageKind,
-    /// Where it was found.
-    pub path: PathBuf,
-    /// Lower-case hex root hash, if the image has a verity tree.
-    pub root_hash: Option<String>,
-    /// Lower-case hex SHA-256 of the signer certificate, if signed.
-    pub signer: Option<String>,
-    /// How it was protected: `unprotected`, `verity` or `signed`.
-    pub protection: String,
-}
-
-impl ImageInfo {
-    /// The event string of DESIGN.md section 5: `<class>:<name>:<root-hash>:<signer>`.
-    pub fn event_string(&self) -> String {
-        format!(
-            "{}:{}:{}:{}",
-            self.class.name(),
-            self.name,
-            self.root_hash.as_deref().unwrap_or("unprotected"),
-            self.signer.as_deref().unwrap_or("unsigned")
-        )
-    }
-}
-
-/// Records an admitted image in the TPM and the event log. The real implementation wraps
-/// `measure::measure`; it must extend and append before returning the token.
+/// Records an admitted image in the TPM and the event log. Implementations call the measuring
+/// step (`measure::step`), the only code that can mint the token.
 pub trait Measurer {
     /// Measures one verified image into `pcr`.
     fn measure(
@@ -337,33 +298,24 @@ pub fn prepare_image(
     })?;
     let (verified, backing) = match kind {
         ImageKind::Directory => {
-            if !policy_allows(cfg.image_policy.as_deref(), "unprotected") {
-                return Err(fail(
-                    name,
-                    path,
-                    Check::Policy,
-                    "directory extensions are unprotected; the image policy does not allow unprotected images",
-                ));
-            }
+            let policy = match cfg.image_policy.as_deref() {
+                Some(p) => Policy::parse(p.trim())
+                    .map_err(|e| fail(name, path, Check::Policy, format!("image policy: {e}")))?,
+                None => Policy::signed_only(),
+            };
+            // The image module decides (and records the bypass); only then is anything mounted.
+            let verified =
+                crate::image::verify::admit_directory(&policy, admit_as(name, path, kind, cfg))
+                    .map_err(|e| fail(name, path, Check::Policy, e))?;
             let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::set_attrs(&m, IMAGE_ATTRS, true)
                 .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
-            let info = ImageInfo {
-                name: name.into(),
-                class: cfg.class,
-                kind,
-                path: path.into(),
-                root_hash: None,
-                signer: None,
-                protection: "unprotected".into(),
-            };
-            // The policy explicitly allows unprotected trees: that decision is this image's check.
-            (Verified::mint(info), Backing::None)
+            (verified, Backing::None)
         }
         ImageKind::Raw | ImageKind::Block => admit_raw(name, path, kind, cfg, dm, &target)?,
     };
-    if !cfg.force {
+    if !cfg.force && !cfg.nextroot {
         if let Err(r) = check_release(name, &target, cfg) {
             let _ = mount::detach(&target);
             return Err(fail(name, path, Check::Release, r));
@@ -459,9 +411,9 @@ fn activate(
     if use_kernel(cfg, dm) {
         return activate_kernel(name, path, kind, cfg, dm, target, verified);
     }
-    let (size, root_hex) = match &vi.integrity {
-        Some(i) => (i.geometry.data_size(), crate::hex::encode(&i.root_hash)),
-        None => (vi.data.size, String::new()),
+    let size = match &vi.integrity {
+        Some(i) => i.geometry.data_size(),
+        None => vi.data.size,
     };
     let data = crate::verity::source::Slice::new(&vi.source, vi.data.offset, vi.data.size);
     let mut w =
@@ -514,25 +466,25 @@ fn activate(
     )
     .map_err(|e| f(Check::Mount, e.to_string()))?;
     mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
-    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
-    let info = ImageInfo {
+    // The image module's token, passed through: the sealed copy we mount matched its root hash.
+    let token = crate::image::verify::activated(verified, admit_as(name, path, kind, cfg));
+    Ok((token, Backing::Memfd(sealed, lo)))
+}
+
+/// How this pipeline run names and uses an image (the trust facts come from the image token).
+fn admit_as(name: &str, path: &Path, kind: ImageKind, cfg: &PipelineConfig) -> AdmitAs {
+    AdmitAs {
         name: name.into(),
-        class: cfg.class,
         kind,
         path: path.into(),
-        root_hash: (!root_hex.is_empty()).then_some(root_hex),
-        protection: match (&vi.integrity, &signer) {
-            (None, _) => "unprotected",
-            (Some(_), None) => "verity",
-            (Some(_), Some(_)) => "signed",
-        }
-        .into(),
-        signer,
-    };
-    // The image module verified this image (its token is consumed here) and the sealed copy we
-    // mount matched the same root hash block by block.
-    drop(verified);
-    Ok((Verified::mint(info), Backing::Memfd(sealed, lo)))
+        class: cfg.class,
+        nextroot: cfg.nextroot,
+        bypasses: if cfg.force {
+            vec![Bypass::SkipReleaseCheck]
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 fn use_kernel(cfg: &PipelineConfig, dm: Option<&dyn DmActivator>) -> bool {
@@ -605,18 +557,8 @@ fn activate_kernel(
     )
     .map_err(|e| f(Check::Mount, e.to_string()))?;
     mount::attach(m, target).map_err(|e| f(Check::Mount, e.to_string()))?;
-    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
-    let info = ImageInfo {
-        name: name.into(),
-        class: cfg.class,
-        kind,
-        path: path.into(),
-        root_hash: Some(root_hex),
-        protection: if signer.is_some() { "signed" } else { "verity" }.into(),
-        signer,
-    };
-    drop(verified);
-    Ok((Verified::mint(info), Backing::None))
+    let token = crate::image::verify::activated(verified, admit_as(name, path, kind, cfg));
+    Ok((token, Backing::None))
 }
 
 fn fs_of(b: &[u8; 2048]) -> Option<&'static str> {
@@ -741,19 +683,5 @@ mod tests {
         assert!(policy_allows(Some("*"), "unprotected"));
         assert!(!policy_allows(Some("~"), "signed"));
         assert!(!policy_allows(Some("home=unprotected"), "unprotected"));
-    }
-
-    #[test]
-    fn event_string_format() {
-        let i = ImageInfo {
-            name: "foo".into(),
-            class: Class::Confext,
-            kind: ImageKind::Raw,
-            path: "/x".into(),
-            root_hash: Some("ab".into()),
-            signer: None,
-            protection: "verity".into(),
-        };
-        assert_eq!(i.event_string(), "confext:foo:ab:unsigned");
     }
 }

@@ -1,14 +1,13 @@
 //! `soft-reboot prepare`: the image goes through the same pipeline as an extension (open once,
 //! signature and policy, integrity activation, read-only mount in a private workspace), must be an
 //! OS tree (os-release and an executable init), is measured as class `nextroot` (PCR 15 by
-//! default), and only then is moved onto the nextroot and recorded.
+//! default; the token says `nextroot`, so any measurer measures it as such), and only then is moved
+//! onto the nextroot and recorded.
 
 use super::plan::StageRecord;
 use super::stage::{self, StageFacts};
-use crate::gate::{Measured, Verified};
-use crate::measure::{self, EventLog, ImageEvent, Tpm};
 use crate::merge::apply::Workspace;
-use crate::merge::pipeline::{self, ImageInfo, ImageKind, Integrity, Measurer, PipelineConfig};
+use crate::merge::pipeline::{self, ImageKind, Integrity, Measurer, PipelineConfig};
 use crate::merge::plan::Class;
 use std::path::{Path, PathBuf};
 
@@ -42,34 +41,6 @@ pub struct PrepareError {
     pub check_failed: bool,
     /// The message, naming the image and the step.
     pub message: String,
-}
-
-/// Measures admitted roots as class `nextroot`: `nextroot:<name>:<root-hash>:<signer>`.
-pub struct NextrootMeasurer {
-    /// The TPM to extend.
-    pub tpm: Box<dyn Tpm>,
-    /// The event log to append to.
-    pub log: EventLog,
-}
-
-impl Measurer for NextrootMeasurer {
-    fn measure(
-        &mut self,
-        v: Verified<ImageInfo>,
-        pcr: u32,
-    ) -> Result<Measured<Verified<ImageInfo>>, String> {
-        let info = v.get();
-        let Some(root_hash) = info.root_hash.clone() else {
-            return Err("a root image must be verity-protected; this one has no root hash".into());
-        };
-        let ev = ImageEvent {
-            class: "nextroot".into(),
-            name: info.name.clone(),
-            root_hash_hex: root_hash,
-            signer: info.signer.clone(),
-        };
-        measure::measure(v, self.tpm.as_mut(), &self.log, pcr, &ev).map_err(|e| e.to_string())
-    }
 }
 
 /// The image name: the file name without `.raw`.
@@ -107,15 +78,16 @@ pub fn prepare(
         .map_err(|e| op(format!("{}: {e}", opts.workspace_base.display())))?;
     let ws = Workspace::create(&opts.workspace_base).map_err(|e| op(e.to_string()))?;
     let cfg = PipelineConfig {
-        // The class only names the overlay kind; a root is measured as nextroot by our measurer,
-        // and the extension-release check does not apply to a whole OS (force).
+        // The class only names the overlay kind; `nextroot` makes the token measure as a root,
+        // and the extension-release check does not apply to a whole OS (it is checked as one).
         class: Class::Sysext,
         root: PathBuf::from("/"),
         image_policy: opts.image_policy.clone(),
         trust: opts.trust.clone(),
         integrity: opts.integrity,
         pcr: opts.pcr,
-        force: true,
+        force: false,
+        nextroot: true,
         in_initrd: false,
         host: Default::default(),
         arch: String::new(),
@@ -125,6 +97,12 @@ pub fn prepare(
         .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check, f.reason)))?;
     // prepare_image mounts at <workspace>/<name> (Prepared has no accessor for it yet).
     let mounted = cfg.workspace.join(&name);
+    if prepared.info().root_hash.is_none() {
+        prepared.discard();
+        return Err(check(format!(
+            "{img}: a root image must be verity-protected; this one has no root hash"
+        )));
+    }
     let tree = match stage::check_tree(&mounted, opts.init.as_deref()) {
         Ok(t) => t,
         Err(e) => {

@@ -1,12 +1,55 @@
 //! The optional stricter policy beyond systemd (`--require-chain`): the signer certificate must be
 //! valid now, usable for signatures, and issued by a CA certificate from the given CA store, which
-//! must itself be a valid CA. Every certificate in the CA store is an anchor, so one step suffices.
+//! must itself be a valid CA. Every certificate in the CA store is an anchor: the chain ends at the
+//! first store certificate that has no issuer in the store, or at a self-issued one. Where the store
+//! also holds the issuer of an intermediate, the path goes on up to it, and every certificate on the
+//! path is held to the same rules:
+//!
+//! - no SHA-1 (or MD5/MD2) signature, including a root's self-signature and RSASSA-PSS with SHA-1;
+//! - no RSA key under 2048 bits;
+//! - no critical extension this code does not know (RFC 5280 4.2: a certificate with an
+//!   unrecognised critical extension must be rejected); known are basicConstraints, keyUsage,
+//!   extKeyUsage, subjectAltName and the key identifiers;
+//! - CAs carry basicConstraints CA:TRUE, keyCertSign where keyUsage is present, and a path length
+//!   that allows the intermediates below them.
+//!
+//! `openssl verify -auth_level 2` agrees on SHA-1 and key sizes (its default level 1 still accepts
+//! SHA-1 certificates); any level refuses unknown critical extensions.
 
 use super::trust::{cert_subject, TrustStore};
 use super::{SignError, Signer};
 use std::time::{SystemTime, UNIX_EPOCH};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
+use x509_parser::signature_algorithm::SignatureAlgorithm;
 use x509_parser::time::ASN1Time;
+
+/// Longest path from the signer to an anchor; a store that loops (cross-signed CAs) stops here.
+const MAX_DEPTH: usize = 8;
+/// The smallest RSA modulus accepted anywhere in a chain.
+const MIN_RSA_BITS: usize = 2048;
+
+/// Signature algorithms built on digests that no longer resist collisions.
+const WEAK_SIGNATURES: &[(&str, &str)] = &[
+    ("1.2.840.113549.1.1.5", "sha1WithRSAEncryption"),
+    ("1.3.14.3.2.29", "sha1WithRSA (OIW)"),
+    ("1.2.840.10045.4.1", "ecdsa-with-SHA1"),
+    ("1.2.840.10040.4.3", "dsa-with-sha1"),
+    ("1.2.840.113549.1.1.4", "md5WithRSAEncryption"),
+    ("1.2.840.113549.1.1.2", "md2WithRSAEncryption"),
+];
+const OID_SHA1: &str = "1.3.14.3.2.26";
+
+/// Extensions whose criticality this code honours: it either processes them (basicConstraints,
+/// keyUsage) or they do not restrict what a root-hash signature may be used for.
+const KNOWN_CRITICAL: &[(&str, &str)] = &[
+    ("2.5.29.19", "basicConstraints"),
+    ("2.5.29.15", "keyUsage"),
+    ("2.5.29.37", "extKeyUsage"),
+    ("2.5.29.17", "subjectAltName"),
+    ("2.5.29.14", "subjectKeyIdentifier"),
+    ("2.5.29.35", "authorityKeyIdentifier"),
+];
 
 fn check_validity(c: &X509Certificate, now: i64) -> Result<(), SignError> {
     let subject = c.subject().to_string();
@@ -33,13 +76,71 @@ fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// Why this CA certificate cannot issue signing certificates, if it cannot.
-fn ca_problem(ca: &X509Certificate, now: i64) -> Option<String> {
+/// Why the algorithm `c` was signed with is refused, if it is.
+fn weak_signature(c: &X509Certificate) -> Option<String> {
+    let alg = &c.signature_algorithm;
+    let oid = alg.algorithm.to_id_string();
+    if let Some((_, name)) = WEAK_SIGNATURES.iter().find(|(o, _)| *o == oid) {
+        return Some(format!(
+            "it is signed with {name} ({oid}); SHA-1 and older digests are refused"
+        ));
+    }
+    if let Ok(SignatureAlgorithm::RSASSA_PSS(p)) = SignatureAlgorithm::try_from(alg) {
+        if p.hash_algorithm_oid().to_id_string() == OID_SHA1 {
+            return Some("it is signed with RSASSA-PSS over SHA-1; SHA-1 is refused".into());
+        }
+    }
+    None
+}
+
+/// Why the key or the extensions of `c` are refused, if they are.
+fn weak_cert(c: &X509Certificate) -> Option<String> {
+    if let Ok(PublicKey::RSA(k)) = c.public_key().parsed() {
+        let bits = k.key_size();
+        if bits < MIN_RSA_BITS {
+            return Some(format!(
+                "its RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
+            ));
+        }
+    }
+    for ext in c.extensions().iter().filter(|e| e.critical) {
+        let oid = ext.oid.to_id_string();
+        if !KNOWN_CRITICAL.iter().any(|(o, _)| *o == oid) {
+            return Some(format!(
+                "it has the critical extension {oid}, which this verifier does not know (RFC 5280 \
+                 4.2 requires refusing it)"
+            ));
+        }
+    }
+    None
+}
+
+fn weak(c: &X509Certificate) -> Result<(), SignError> {
+    match weak_cert(c).or_else(|| weak_signature(c)) {
+        None => Ok(()),
+        Some(reason) => Err(SignError::WeakCert {
+            subject: c.subject().to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Why `ca` cannot issue a certificate with `below` CA certificates between it and the signer.
+fn ca_problem(ca: &X509Certificate, now: i64, below: usize) -> Option<String> {
     if let Err(e) = check_validity(ca, now) {
         return Some(e.to_string());
     }
     match ca.basic_constraints() {
-        Ok(Some(bc)) if bc.value.ca => {}
+        Ok(Some(bc)) if bc.value.ca => {
+            if let Some(max) = bc.value.path_len_constraint {
+                if below > max as usize {
+                    return Some(format!(
+                        "its pathLenConstraint {max} allows fewer intermediates than the {below} \
+                         below it"
+                    ));
+                }
+            }
+        }
         Ok(_) => return Some("it is not a CA (basicConstraints CA:TRUE is missing)".into()),
         Err(e) => return Some(format!("bad basicConstraints: {e}")),
     }
@@ -50,8 +151,30 @@ fn ca_problem(ca: &X509Certificate, now: i64) -> Option<String> {
     }
 }
 
-/// Validates `signer` up to a CA in `cas` at time `now`: validity dates and key usage of both, the
-/// CA's basicConstraints, and the CA's signature on the signer certificate.
+/// Whether `ca` issued `child` and may have: key strength, extensions, the algorithm `child` is
+/// signed with, the signature itself, then the CA's own fields.
+fn link_problem(
+    child: &X509Certificate,
+    ca: &X509Certificate,
+    now: i64,
+    below: usize,
+) -> Option<String> {
+    if let Some(r) = weak_cert(ca) {
+        return Some(r);
+    }
+    if let Some(r) = weak_signature(child) {
+        return Some(format!("{}: {r}", child.subject()));
+    }
+    if child.verify_signature(Some(ca.public_key())).is_err() {
+        return Some(format!(
+            "its key does not verify the signature on {}",
+            child.subject()
+        ));
+    }
+    ca_problem(ca, now, below)
+}
+
+/// Validates `signer` up to an anchor in `cas` at time `now` (see the module docs).
 pub fn verify_chain(signer: &Signer, cas: &TrustStore, now: SystemTime) -> Result<(), SignError> {
     let now = unix_seconds(now);
     // Make sure the ASN.1 time conversion accepts the clock value before comparing with it.
@@ -67,31 +190,61 @@ pub fn verify_chain(signer: &Signer, cas: &TrustStore, now: SystemTime) -> Resul
         Ok(_) => {}
         Err(e) => return Err(SignError::Cert(format!("{subject}: bad keyUsage: {e}"))),
     }
-    let mut problem = None;
-    for ca_der in cas.certs() {
-        let Ok((_, ca)) = X509Certificate::from_der(&ca_der.der) else {
-            continue;
-        };
-        if ca.subject().as_raw() != leaf.issuer().as_raw()
-            || leaf.verify_signature(Some(ca.public_key())).is_err()
+    weak(&leaf)?;
+    let store: Vec<(&[u8], X509Certificate)> = cas
+        .certs()
+        .iter()
+        .filter_map(|c| {
+            X509Certificate::from_der(&c.der)
+                .ok()
+                .map(|(_, x)| (c.der.as_slice(), x))
+        })
+        .collect();
+    let mut child = &leaf;
+    for below in 0..MAX_DEPTH {
+        let mut problem = None;
+        let mut issuer = None;
+        for (der, ca) in store
+            .iter()
+            .filter(|(_, ca)| ca.subject().as_raw() == child.issuer().as_raw())
         {
-            continue;
-        }
-        match ca_problem(&ca, now) {
-            None => return Ok(()),
-            Some(reason) => {
-                problem.get_or_insert(SignError::BadIssuer {
-                    subject: subject.clone(),
-                    issuer: cert_subject(&ca_der.der),
-                    reason,
-                });
+            match link_problem(child, ca, now, below) {
+                None => {
+                    issuer = Some(ca);
+                    break;
+                }
+                Some(reason) => {
+                    problem.get_or_insert(SignError::BadIssuer {
+                        subject: child.subject().to_string(),
+                        issuer: cert_subject(der),
+                        reason,
+                    });
+                }
             }
         }
+        let Some(ca) = issuer else {
+            // The signer needs an issuer in the store; a store certificate is an anchor itself.
+            return match problem {
+                Some(p) => Err(p),
+                None if below == 0 => Err(SignError::NoIssuer {
+                    subject,
+                    issuer: leaf.issuer().to_string(),
+                }),
+                None => Ok(()),
+            };
+        };
+        if ca.subject().as_raw() == ca.issuer().as_raw() {
+            // A root: its self-signature is part of what the chain shows, so it is held to the
+            // same algorithm rule (openssl does not check it; being stricter here costs nothing).
+            return weak(ca);
+        }
+        child = ca;
     }
-    Err(problem.unwrap_or_else(|| SignError::NoIssuer {
+    Err(SignError::BadIssuer {
         subject,
-        issuer: leaf.issuer().to_string(),
-    }))
+        issuer: child.subject().to_string(),
+        reason: format!("no anchor within {MAX_DEPTH} certificates (does the CA store loop?)"),
+    })
 }
 
 #[cfg(test)]

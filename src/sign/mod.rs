@@ -126,6 +126,8 @@ pub enum SignError {
     NotForSigning { subject: String },
     #[error("no CA certificate in the CA directories issued {subject} (issuer {issuer})")]
     NoIssuer { subject: String, issuer: String },
+    #[error("certificate {subject} is refused in a chain: {reason}")]
+    WeakCert { subject: String, reason: String },
     #[error("the issuer {issuer} of {subject} cannot be used: {reason}")]
     BadIssuer {
         subject: String,

@@ -3,7 +3,10 @@
 //! One device per root hash, named `<roothash-hex>-verity` like systemd's, so a second activation of
 //! the same image (by us or by systemd) reuses it instead of stacking another. The table line comes
 //! from [`crate::verity::table`]; devices are always given as `major:minor`, which is also how the
-//! kernel prints them back, so an existing table can be compared field by field.
+//! kernel prints them back, so an existing table can be compared field by field. Whether an
+//! existing device may be reused (same table, read-only, a signature state that covers what this
+//! call verified) is decided by [`crate::verity::reuse::decide`]; this module only reads the
+//! device and carries the decision out.
 //!
 //! Signatures: the PKCS#7 blob is handed to the kernel as a `user` key in the thread keyring and named
 //! by `root_hash_sig_key_desc` in a table loaded on the same thread ([`super::keyring`]). When the
@@ -13,6 +16,7 @@
 //! `userspace_verity_signature`), and [`MappedDevice::kernel_signature`] says which happened.
 
 use crate::verity::geometry::Geometry;
+use crate::verity::reuse::{self, Decision, SignatureState};
 use crate::verity::table::{self, FecArgs};
 use devicemapper::{DevId, DmError as CrateError, DmFlags, DmName, DmOptions, DmUuid, DM};
 use std::path::{Path, PathBuf};
@@ -108,13 +112,10 @@ pub enum DmError {
         name: String,
         source: std::io::Error,
     },
-    #[error(
-        "device-mapper device {name} exists with a different table (have `{have}`, want `{want}`)"
-    )]
-    Conflict {
+    #[error("device-mapper device {name} exists and is not reused: {reason}")]
+    Reuse {
         name: String,
-        have: String,
-        want: String,
+        reason: reuse::Refusal,
     },
     #[error("cannot use the device: {0}")]
     Device(String),
@@ -147,37 +148,6 @@ pub fn dm_uuid(uuid: Option<[u8; 16]>, root: &[u8], name: &str) -> String {
     let mut s = format!("CRYPT-VERITY-{}-{}", crate::hex::encode(&u), name);
     s.truncate(128);
     s
-}
-
-/// The positional fields and FEC options of a verity table, for comparing an existing device with
-/// a request (the kernel may reorder options and always prints the signature key).
-fn table_identity(params: &str) -> Vec<String> {
-    let words: Vec<String> = params
-        .split_whitespace()
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
-    let mut id: Vec<String> = words.iter().take(10).cloned().collect();
-    let mut opts: Vec<String> = Vec::new();
-    let mut i = 11;
-    while i < words.len() {
-        match words[i].as_str() {
-            "root_hash_sig_key_desc" => i += 2,
-            w @ ("use_fec_from_device" | "fec_start" | "fec_blocks" | "fec_roots") => {
-                opts.push(format!(
-                    "{w}={}",
-                    words.get(i + 1).cloned().unwrap_or_default()
-                ));
-                i += 2;
-            }
-            w => {
-                opts.push(w.to_string());
-                i += 1;
-            }
-        }
-    }
-    opts.sort();
-    id.extend(opts);
-    id
 }
 
 fn ioctl_err(op: &'static str, name: &str, e: CrateError) -> DmError {
@@ -234,8 +204,8 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
     let hash = req.hash_dev.to_string();
     let plain = table::params(req.geometry, &data, &hash, req.root, req.fec.as_ref(), None);
 
-    // Reuse: a device of this name exists. Identical table: share it; otherwise refuse rather
-    // than mount something we did not ask for.
+    // Reuse: a device of this name exists. The name proves nothing; the decision is
+    // `reuse::decide`'s, on the live table and flags read here.
     if let Ok(info) = dm.device_info(&id) {
         let (_, targets) = dm
             .table_status(
@@ -243,23 +213,35 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
                 DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
             )
             .map_err(|e| ioctl_err("table status", &name, e))?;
-        let have = targets
-            .first()
-            .map(|(s, l, t, p)| format!("{s} {l} {t} {p}"))
-            .unwrap_or_default();
-        let same = targets.len() == 1
-            && targets[0].0 == 0
-            && targets[0].1 == len
-            && targets[0].2 == "verity"
-            && table_identity(&targets[0].3) == table_identity(&plain)
-            && info.flags().contains(DmFlags::DM_READONLY);
-        if !same {
-            return Err(DmError::Conflict {
-                name,
-                have,
-                want: format!("0 {len} verity {plain}"),
-            });
-        }
+        let existing = reuse::Existing {
+            targets: targets
+                .into_iter()
+                .map(|(start, length, kind, params)| reuse::Target {
+                    start,
+                    length,
+                    kind,
+                    params,
+                })
+                .collect(),
+            read_only: info.flags().contains(DmFlags::DM_READONLY),
+            suspended: info.flags().contains(DmFlags::DM_SUSPEND),
+        };
+        let wanted = reuse::Wanted {
+            length: len,
+            params: &plain,
+            signature: match req.signature {
+                Signature::None => SignatureState::None,
+                Signature::Pkcs7 {
+                    userspace_verified: true,
+                    ..
+                } => SignatureState::UserspaceVerified,
+                Signature::Pkcs7 { .. } => SignatureState::KernelToCheck,
+            },
+        };
+        let kernel_signature = match reuse::decide(&existing, &wanted) {
+            Decision::Reuse { kernel_signature } => kernel_signature,
+            Decision::Refuse(reason) => return Err(DmError::Reuse { name, reason }),
+        };
         let d = info.device();
         let dev = DevNum {
             major: d.major,
@@ -270,8 +252,12 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
             name,
             dev,
             reused: true,
-            kernel_signature: false,
-            kernel_signature_note: Some("reused an existing device".into()),
+            kernel_signature,
+            kernel_signature_note: Some(if kernel_signature {
+                "reused an existing device the kernel loaded with a signature".into()
+            } else {
+                "reused an existing device loaded without a signature".into()
+            }),
         });
     }
 
@@ -559,20 +545,6 @@ mod tests {
         let long = device_name(&[0xcd; 64]);
         assert!(long.len() <= 127 && long.ends_with("-verity"));
         assert!(dm_uuid(None, &[0xcd; 64], &long).len() <= 128);
-    }
-
-    #[test]
-    fn identity_ignores_option_order_case_and_signature_key() {
-        let ours = "1 7:0 7:1 4096 4096 300 1 sha256 F58E 0123 10 use_fec_from_device 7:2 fec_start 0 fec_blocks 304 fec_roots 2 root_hash_sig_key_desc verity:x";
-        let kernel = "1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123 8 fec_roots 2 use_fec_from_device 7:2 fec_blocks 304 fec_start 0";
-        assert_eq!(table_identity(ours), table_identity(kernel));
-        let other_dev = "1 7:3 7:1 4096 4096 300 1 sha256 f58e 0123";
-        assert_ne!(table_identity(other_dev), table_identity(kernel));
-        let flags = "1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123 1 ignore_corruption";
-        assert_ne!(
-            table_identity(flags),
-            table_identity("1 7:0 7:1 4096 4096 300 1 sha256 f58e 0123")
-        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! dm-verity: the veritysetup superblock, tree geometry, building and verifying hash trees, the
-//! kernel table line. Pure core: everything here works on [`source::BlockSource`] and
+//! kernel table line and whether an existing device may be reused for it. Pure core: everything here works on [`source::BlockSource`] and
 //! [`source::BlockSink`] traits, never on files directly.
 
 pub mod build;
@@ -8,6 +8,7 @@ pub mod geometry;
 pub mod hasher;
 pub(crate) mod ordered;
 pub(crate) mod pipeline;
+pub mod reuse;
 pub mod source;
 pub mod stats;
 pub mod superblock;
