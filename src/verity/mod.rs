@@ -2,6 +2,7 @@
 //! kernel table line. Pure core: everything here works on [`source::BlockSource`] and
 //! [`source::BlockSink`] traits, never on files directly.
 
+pub mod authtree;
 pub mod build;
 pub mod fec;
 pub mod geometry;
