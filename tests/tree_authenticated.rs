@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
 use verity::digest::HashAlg;
+use verity::verity::authtree::AuthTree;
 use verity::verity::build::build_tree;
 use verity::verity::hasher::BlockHasher;
-use verity::verity::authtree::AuthTree;
 use verity::verity::verify::{verify_block, verify_image, Location, VerifyOptions};
 use verity::verity::{BlockSource, Geometry, Params};
 
@@ -44,7 +44,10 @@ impl BlockSource for TwoFaced {
             let n = reads.entry(b).or_insert(0);
             let src = if *n == 0 { &self.genuine } else { &self.forged };
             *n += 1;
-            let (a, z) = ((b * self.block).max(offset), ((b + 1) * self.block).min(end));
+            let (a, z) = (
+                (b * self.block).max(offset),
+                ((b + 1) * self.block).min(end),
+            );
             let (a, z) = (a as usize, z as usize);
             buf[a - offset as usize..z - offset as usize].copy_from_slice(&src[a..z]);
             b += 1;
@@ -120,8 +123,8 @@ fn point1_forged_second_read_of_level0_is_refused_by_verify_image() {
         // Sanity: the forged tree on its own is caught (its level-0 block no longer matches).
         for stop_at_first in [true, false] {
             let opts = VerifyOptions { stop_at_first };
-            let plain = verify_image(&c.geom, &c.altered, &c.forged_tree, &c.root, opts, &|_| {})
-                .unwrap();
+            let plain =
+                verify_image(&c.geom, &c.altered, &c.forged_tree, &c.root, opts, &|_| {}).unwrap();
             assert!(!plain.is_ok());
             let hash = TwoFaced::new(c.tree.clone(), c.forged_tree.clone(), hbs as u64);
             let r = verify_image(&c.geom, &c.altered, &hash, &c.root, opts, &|_| {}).unwrap();
@@ -130,10 +133,9 @@ fn point1_forged_second_read_of_level0_is_refused_by_verify_image() {
                 "{alg} {dbs}/{hbs} {n}: altered data accepted through a forged second read"
             );
             assert!(
-                r.bad.iter().any(|b| b.location
-                    == Location::Data {
-                        block: c.victim
-                    }),
+                r.bad
+                    .iter()
+                    .any(|b| b.location == Location::Data { block: c.victim }),
                 "{alg} {dbs}/{hbs} {n}: {:?}",
                 r.bad
             );
@@ -177,4 +179,3 @@ fn point1_forged_second_read_is_refused_by_verify_block_and_the_verifying_reader
         assert_eq!(buf, c.altered[other as usize * bs..][..bs]);
     }
 }
-

@@ -53,7 +53,7 @@ impl MemfdWriter {
         src_off: u64,
         len: u64,
     ) -> io::Result<()> {
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = crate::verity::build::PageBuf::new(1 << 20);
         for (s, e) in src.data_ranges(src_off, src_off + len)? {
             let mut pos = s;
             while pos < e {

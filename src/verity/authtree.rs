@@ -265,7 +265,11 @@ impl AuthTree {
         }
         let got = self.hasher.hash(block);
         if self.geom.levels.is_empty() {
-            return Ok(if got == self.root { Ok(()) } else { Err(bad_data) });
+            return Ok(if got == self.root {
+                Ok(())
+            } else {
+                Err(bad_data)
+            });
         }
         let k = index >> self.geom.hpb_bits;
         if l0.as_ref().is_none_or(|(i, _)| *i != k) {

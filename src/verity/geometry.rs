@@ -47,7 +47,9 @@ pub enum GeometryError {
     TooDeep(usize),
     #[error("hash area overflows 64-bit offsets")]
     Overflow,
-    #[error("data size overflows: {blocks} data blocks of {block_size} bytes is more than 2^64 bytes")]
+    #[error(
+        "data size overflows: {blocks} data blocks of {block_size} bytes is more than 2^64 bytes"
+    )]
     DataOverflow { blocks: u64, block_size: u32 },
 }
 
