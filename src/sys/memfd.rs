@@ -86,6 +86,15 @@ impl SealedMemfd {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+
+    /// Another descriptor of the same sealed memfd (the seals belong to the file, not the
+    /// descriptor, so the copy is just as immutable).
+    pub fn try_clone(&self) -> io::Result<SealedMemfd> {
+        Ok(SealedMemfd {
+            file: self.file.try_clone()?,
+            size: self.size,
+        })
+    }
 }
 
 impl BlockSource for SealedMemfd {

@@ -184,7 +184,7 @@ pub struct AuthTree {
     geom: Geometry,
     hasher: BlockHasher,
     root: Vec<u8>,
-    upper: Vec<Vec<u8>>,
+    upper: Upper,
 }
 
 impl AuthTree {
@@ -204,7 +204,7 @@ impl AuthTree {
             geom: geom.clone(),
             hasher,
             root: root.to_vec(),
-            upper: up.levels,
+            upper: up,
         }))
     }
 
@@ -232,7 +232,7 @@ impl AuthTree {
                 offset,
                 source,
             })?;
-        let expected = digest_in(&self.geom, &self.upper, &self.root, 0, k);
+        let expected = digest_in(&self.geom, &self.upper.levels, &self.root, 0, k);
         Ok(
             match check_hash_block(&self.geom, &self.hasher, 0, k, buf, expected) {
                 None => Ok(()),
@@ -287,6 +287,35 @@ impl AuthTree {
         } else {
             Err(bad_data)
         })
+    }
+
+    /// Checks every data block against this tree, reading the data and level 0 once each (the
+    /// upper levels are not read again): what [`super::verify::verify_image`] does after loading
+    /// them.
+    pub fn verify_data<D, H>(
+        &self,
+        data: &D,
+        hash: &H,
+        opts: super::verify::VerifyOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<VerifyReport, VerifyError>
+    where
+        D: BlockSource + ?Sized,
+        H: BlockSource + ?Sized,
+    {
+        let mut report = VerifyReport::default();
+        super::verify::stream_data(
+            &self.geom,
+            &self.hasher,
+            &self.upper,
+            &self.root,
+            data,
+            hash,
+            opts,
+            progress,
+            &mut report,
+        )?;
+        Ok(report)
     }
 
     /// Checks one data block through its hash path: level 0 is read from `hash` and authenticated

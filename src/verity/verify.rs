@@ -3,6 +3,7 @@
 //! zero. A bad block is named by layer, index and byte offset; blocks under a bad hash block are
 //! counted as unverifiable rather than blamed.
 
+pub use super::authtree::AuthTree;
 use super::authtree::{check_hash_block, digest_in, hash_offset, load_upper, Upper};
 use super::build::{stream_layer, BuildError};
 use super::geometry::Geometry;
@@ -339,6 +340,51 @@ where
     H: BlockSource + ?Sized,
 {
     let hasher = check_inputs(geom, hash, root)?;
+    if data.size() < geom.data_size() {
+        return Err(VerifyError::TooSmall {
+            what: "data",
+            have: data.size(),
+            need: geom.data_size(),
+        });
+    }
+    let mut report = VerifyReport::default();
+    let Some(upper) = load_upper(geom, &hasher, hash, root, opts.stop_at_first, &mut report)?
+    else {
+        return Ok(report);
+    };
+    stream_data(
+        geom,
+        &hasher,
+        &upper,
+        root,
+        data,
+        hash,
+        opts,
+        progress,
+        &mut report,
+    )?;
+    Ok(report)
+}
+
+/// The data pass of [`verify_image`] (and of [`super::authtree::AuthTree::verify_data`]): the
+/// data in parallel chunks, with the level-0 blocks that cover each chunk read once and
+/// authenticated against the in-memory `upper` levels before any of their digests is used.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stream_data<D, H>(
+    geom: &Geometry,
+    hasher: &BlockHasher,
+    upper: &Upper,
+    root: &[u8],
+    data: &D,
+    hash: &H,
+    opts: VerifyOptions,
+    progress: &dyn Fn(u64),
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError>
+where
+    D: BlockSource + ?Sized,
+    H: BlockSource + ?Sized,
+{
     let need = geom.data_size();
     if data.size() < need {
         return Err(VerifyError::TooSmall {
@@ -347,20 +393,15 @@ where
             need,
         });
     }
-    let mut report = VerifyReport::default();
-    let Some(upper) = load_upper(geom, &hasher, hash, root, opts.stop_at_first, &mut report)?
-    else {
-        return Ok(report);
-    };
     let p = &geom.params;
     let dbs = p.data_block_size as usize;
     let d = hasher.digest_size();
     let mut walk = Walk {
         geom,
-        hasher: &hasher,
+        hasher,
         hash,
         root,
-        upper: &upper,
+        upper,
         stop_at_first: opts.stop_at_first,
         win: Window {
             first: 0,
@@ -375,7 +416,7 @@ where
         0,
         dbs,
         p.data_blocks,
-        &hasher,
+        hasher,
         |first, digests| -> Result<(), Flow> {
             walk.data(first, digests)?;
             progress((first + (digests.len() / d) as u64) * dbs as u64);
@@ -391,7 +432,7 @@ where
     report.bad.extend(f.l0_mismatch);
     report.bad.extend(f.l0_padding);
     report.bad.extend(f.data);
-    Ok(report)
+    Ok(())
 }
 
 /// Checks one data block against the root through its hash path, reading one hash block per
