@@ -79,8 +79,9 @@ fn run(c: &mut Command) {
     );
 }
 
-fn check_image(img: &Vec<u8>, fs: FsType, src: &Path, what: &str) {
-    let r = Reader::open(img, fs).unwrap_or_else(|e| panic!("{what}: {e}"));
+fn check_image(img: &[u8], fs: FsType, src: &Path, what: &str) {
+    let img = verity::verity::source::Slice::new(img, 0, img.len() as u64);
+    let r = Reader::open(&img, fs).unwrap_or_else(|e| panic!("{what}: {e}"));
     for (p, want) in expected(src) {
         let got = r
             .read_file(&p, 1 << 20)

@@ -495,7 +495,7 @@ pub fn verify(
             match res {
                 Ok(TreeOutcome::Good(t, s)) => {
                     tree_ok = true;
-                    tree = Some(t);
+                    tree = Some(*t);
                     sealed = s;
                     r.push(
                         "verity-tree",
@@ -644,7 +644,7 @@ pub fn verify(
 /// What the tree check found: a good tree (and the sealed copy, if one was made) or the first bad
 /// block.
 enum TreeOutcome {
-    Good(AuthTree, Option<SealedMemfd>),
+    Good(Box<AuthTree>, Option<SealedMemfd>),
     Bad(crate::verity::verify::BadBlock),
 }
 
@@ -683,7 +683,7 @@ fn check_tree(
     if !rep.is_ok() {
         return Err("hash tree could not be verified".into());
     }
-    Ok(TreeOutcome::Good(tree, sealed))
+    Ok(TreeOutcome::Good(Box::new(tree), sealed))
 }
 
 /// Copies the first `size` bytes of the data partition into a new memfd (holes stay holes) and

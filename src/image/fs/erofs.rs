@@ -239,7 +239,7 @@ impl<'a> Erofs<'a> {
             return Err(bad("block shorter than one entry"));
         }
         let first = le16(blk, 8) as usize;
-        if first < 12 || first % 12 != 0 || first > blk.len() {
+        if first < 12 || !first.is_multiple_of(12) || first > blk.len() {
             return Err(bad("first name offset is not a whole number of entries"));
         }
         let n = first / 12;
