@@ -179,3 +179,49 @@ fn point1_forged_second_read_is_refused_by_verify_block_and_the_verifying_reader
         assert_eq!(buf, c.altered[other as usize * bs..][..bs]);
     }
 }
+
+/// `--all` keeps its meaning with the streamed level 0: blocks under a bad hash block are counted
+/// as unverifiable (not blamed), every independent bad block is listed, top of the tree first.
+#[test]
+fn all_mode_reports_tree_order_and_unverifiable_counts() {
+    let c = case(HashAlg::Sha256, 512, 512, 300, 299);
+    let g = &c.geom;
+    assert_eq!(
+        g.levels.iter().map(|l| l.blocks).collect::<Vec<_>>(),
+        [19, 2, 1]
+    );
+    let data: Vec<u8> = (0..g.data_size() as usize)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let mut tree = c.tree.clone();
+    // Level-1 block 0 (covers level-0 blocks 0..16, data 0..256), level-0 block 17, data 290.
+    let at = |level: usize, k: u64| ((g.levels[level].start + k) * 512) as usize;
+    tree[at(1, 0) + 3] ^= 1;
+    tree[at(0, 17) + 40] ^= 1;
+    let mut d = data.clone();
+    d[290 * 512 + 1] ^= 1;
+    let opts = VerifyOptions {
+        stop_at_first: false,
+    };
+    let r = verify_image(g, &d, &tree, &c.root, opts, &|_| {}).unwrap();
+    assert_eq!(
+        r.bad.iter().map(|b| b.location).collect::<Vec<_>>(),
+        [
+            Location::Hash { level: 1, index: 0 },
+            Location::Hash {
+                level: 0,
+                index: 17
+            },
+            // Under level-0 block 18, which is sound, so it is blamed itself.
+            Location::Data { block: 290 },
+        ]
+    );
+    // 16 level-0 blocks and their 256 data blocks under the bad level-1 block, and the 16 data
+    // blocks (272..288) of the bad level-0 block 17.
+    assert_eq!(r.unverifiable, 16 + 256 + 16);
+    let r2 = verify_image(g, &d, &c.tree, &c.root, opts, &|_| {}).unwrap();
+    assert_eq!(
+        r2.bad.iter().map(|b| b.location).collect::<Vec<_>>(),
+        [Location::Data { block: 290 }]
+    );
+}
