@@ -27,6 +27,7 @@ pub mod limits;
 pub mod measure;
 pub mod merge;
 pub mod reboot;
+pub mod rollback;
 pub mod sign;
 pub mod sys;
 pub mod verity;

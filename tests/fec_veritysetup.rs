@@ -342,3 +342,62 @@ fn veritysetup_rebuild_parity_restores_damaged_parity() {
         .arg("--rebuild-parity"));
     assert_eq!(fs::read(p("ours.fec")).unwrap(), theirs);
 }
+
+/// Data, tree and parity in one file with `--fec-offset` past the end of the tree: veritysetup
+/// fails on the short file ("Failed to read RS block"), so its reference is the same command on a
+/// copy already extended to the offset; we extend the file ourselves and must give those bytes.
+#[test]
+fn veritysetup_one_file_fec_offset_past_the_end_extends_like_a_preextended_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for (bs, blocks, roots, gap_blocks) in [(4096usize, 64usize, 2u32, 7u64), (512, 300, 5, 33)] {
+        let data = pattern(bs * blocks, blocks + roots as usize);
+        let off = data.len() as u64;
+        let fec_off = off + (gap_blocks + 8) * bs as u64;
+        let args = |c: &mut Command, f: &Path| {
+            c.args(["format", "--salt", SALT, "--uuid", UUID])
+                .arg(format!("--data-block-size={bs}"))
+                .arg(format!("--hash-block-size={bs}"))
+                .arg(format!("--fec-roots={roots}"))
+                .arg(format!("--data-blocks={blocks}"))
+                .arg(format!("--hash-offset={off}"))
+                .arg(format!("--fec-device={}", f.display()))
+                .arg(format!("--fec-offset={fec_off}"))
+                .arg(f)
+                .arg(f);
+        };
+        // veritysetup itself refuses the short file: the case is real.
+        fs::write(p("short"), &data).unwrap();
+        let mut c = vs();
+        args(&mut c, &p("short"));
+        assert!(!run(&mut c).status.success());
+        fs::write(p("theirs"), &data).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(p("theirs"))
+            .unwrap()
+            .set_len(fec_off)
+            .unwrap();
+        let mut c = vs();
+        args(&mut c, &p("theirs"));
+        let theirs_root = root_of(&ok(&mut c));
+        fs::write(p("ours"), &data).unwrap();
+        let mut c = verity();
+        args(&mut c, &p("ours"));
+        let ours_root = root_of(&ok(&mut c));
+        assert_eq!(ours_root, theirs_root);
+        let (a, b) = (fs::read(p("ours")).unwrap(), fs::read(p("theirs")).unwrap());
+        assert!(a.len() as u64 > fec_off, "no parity after the offset");
+        assert!(a == b, "bs {bs}: {} vs {} bytes differ", a.len(), b.len());
+        // And veritysetup verifies it with the parity in place.
+        ok(vs()
+            .args(["verify", "--hash-offset", &off.to_string()])
+            .arg(format!("--data-blocks={blocks}"))
+            .arg(format!("--fec-device={}", p("ours").display()))
+            .arg(format!("--fec-offset={fec_off}"))
+            .arg(format!("--fec-roots={roots}"))
+            .arg(p("ours"))
+            .arg(p("ours"))
+            .arg(&ours_root));
+    }
+}

@@ -1,5 +1,5 @@
 //! Differential tests against systemd's own systemd-sysext/confext 257 (fetched and unpacked by
-//! shared/tools/systemd-oracle.sh, never installed): the same directory extensions merged by
+//! tests/oracle/systemd-257, never installed): the same directory extensions merged by
 //! systemd and by us must give the same tree, the same marker, the same mount flags, and each
 //! tool's `status` must recognise the other's merge. Root, network (first run) and util-linux
 //! needed; the test fails, never skips, when the oracle cannot be had.
@@ -7,36 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/systemd257.rs"]
+mod systemd257;
+
 const BIN: &str = env!("CARGO_BIN_EXE_verity");
 
 fn oracle() -> PathBuf {
-    let script = std::env::var_os("SYSEXT_ORACLE_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let m = Path::new(env!("CARGO_MANIFEST_DIR"));
-            [
-                m.join("../shared/tools/systemd-oracle.sh"),
-                m.join("../../shared/tools/systemd-oracle.sh"),
-            ]
-            .into_iter()
-            .find(|p| p.exists())
-            .expect("shared/tools/systemd-oracle.sh not found; set SYSEXT_ORACLE_SCRIPT")
-        });
-    let dir = std::env::var("SYSEXT_ORACLE_DIR").unwrap_or_else(|_| "/tmp/sysext-oracle".into());
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(r#". "$1" && fetch_systemd_oracle "$2""#)
-        .arg("oracle")
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "systemd oracle unavailable: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+    systemd257::tool("systemd-sysext")
 }
 
 fn write(p: &Path, s: &str) {
@@ -173,6 +150,11 @@ fn root_oracle_directory_merge_matches_systemd_257() {
         $O status --root=$R --json=short >&2
         $O status --root=$R --json=short | grep -q '"extensions":\["alpha","tool_2","tool_10","zzz"\]' && echo SYSTEMD_SEES_OURS
         $OC status --root=$R --json=short | grep -q '"extensions":\["cfg"\]' && echo SYSTEMD_SEES_OUR_CONFEXT
+        s=$($V sysext status --root $R --json=short | grep -o '"since":[0-9]*' | head -n 1 | cut -d: -f2)
+        [ "$($V sysext status --root $R --json=short | wc -l)" = 1 ] && echo JSON_SHORT_ONE_LINE
+        $V sysext status --root $R --no-legend >&2
+        $V sysext status --root $R --no-legend | grep -qF "$(date -d "@$s" '+%a %Y-%m-%d %H:%M:%S %Z')" && echo STATUS_DATE_AS_DATE_PRINTS_IT
+        $V sysext --root $R --json=off | grep -q HIERARCHY && echo DEFAULT_VERB_STATUS_JSON_OFF
         $V sysext unmerge --root $R >&2; $V confext unmerge --root $R >&2
         "#,
     );
@@ -183,6 +165,49 @@ fn root_oracle_directory_merge_matches_systemd_257() {
     );
     assert!(ours_rest.contains("SYSTEMD_SEES_OURS"));
     assert!(ours_rest.contains("SYSTEMD_SEES_OUR_CONFEXT"));
+    assert!(ours_rest.contains("JSON_SHORT_ONE_LINE"));
+    assert!(ours_rest.contains("STATUS_DATE_AS_DATE_PRINTS_IT"));
+    assert!(ours_rest.contains("DEFAULT_VERB_STATUS_JSON_OFF"));
     assert!(theirs.contains("./share/x f"), "{theirs}");
     assert!(theirs.contains(r#""merged":true,"extensions":["alpha","tool_2","tool_10","zzz"]"#));
+}
+
+/// Writable merges cross over: what systemd-sysext 257 merges with `--mutable=yes` verity
+/// recognises as mutable and unmerges (read-only marker bind, work dir removed, written data kept
+/// in the upper dir), and the other way round.
+#[test]
+fn root_oracle_mutable_merges_unmerge_across_tools() {
+    let o = oracle();
+    let (_t, r) = tree();
+    let out = run(
+        &r,
+        &o,
+        r#"
+        W=$R/var/lib/extensions.mutable
+        $O --root=$R --mutable=yes merge >&2
+        touch $R/usr/share/by-systemd
+        $V sysext status --root $R --json=short | grep -q '"mutable":true' && echo VERITY_SEES_MUTABLE
+        test -d $W/.systemd-usr-workdir && echo SYSTEMD_WORKDIR
+        $V sysext unmerge --root $R >&2
+        test ! -e $W/.systemd-usr-workdir && test -f $W/usr/share/by-systemd && test ! -e $R/usr/share/by-systemd && echo VERITY_UNMERGED_SYSTEMD
+        $V sysext merge $M --mutable=yes >&2 || true
+        touch $R/usr/share/by-verity
+        test "$(cat $R/usr/.systemd-sysext/work_dir)" = var/lib/extensions.mutable/.systemd-usr-workdir && echo SAME_WORKDIR_MARKER
+        if touch $R/usr/.systemd-sysext/x 2>/dev/null; then echo MARKER_WRITABLE; fi
+        $O status --root=$R --json=short | grep -q '"extensions":\["alpha","tool_2","tool_10","zzz"\]' && echo SYSTEMD_SEES_OURS
+        $O --root=$R unmerge >&2
+        test ! -e $W/.systemd-usr-workdir && test -f $W/usr/share/by-verity && test ! -e $R/usr/share/by-verity && echo SYSTEMD_UNMERGED_VERITY
+        "#,
+    );
+    for want in [
+        "VERITY_SEES_MUTABLE",
+        "SYSTEMD_WORKDIR",
+        "VERITY_UNMERGED_SYSTEMD",
+        "SAME_WORKDIR_MARKER",
+        "SYSTEMD_SEES_OURS",
+        "SYSTEMD_UNMERGED_VERITY",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    assert!(!out.contains("MARKER_WRITABLE"), "{out}");
 }

@@ -71,6 +71,7 @@ fn scenario() {
         },
         strict,
         noexec: None,
+        mutable: Default::default(),
         workspace_base: ws.clone(),
     };
     let mut m = FailOne {

@@ -1,6 +1,6 @@
 //! The full-system VM test (tests/vm/run): a Debian kernel under QEMU TCG with swtpm as its TPM; kernel
 //! dm-verity activation through the devicemapper crate, signature handoff and EIO on altered data,
-//! run in the guest's /init. Needs root (apt downloads into /var/cache/verity-vm), swtpm,
+//! and Debian's systemd-sysext 252 merging our signed DDI (issue 14), run in the guest's /init. Needs root (apt downloads into /var/cache/verity-vm), swtpm,
 //! erofs-utils and openssl; CI installs them from .ci/apt-packages.
 
 use std::process::Command;

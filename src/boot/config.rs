@@ -182,11 +182,83 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// What each key holds, for type errors that name the key instead of serde's type names.
+fn expected(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "classes" => "a list of classes (\"sysext\", \"confext\")",
+        "trust" => "a list of directories",
+        "tpm" => "a TPM (\"device:/dev/tpmrm0\" or \"swtpm:host=H,port=P\")",
+        "event-log" | "root" | "report" => "a path",
+        "integrity" => "one of \"auto\", \"kernel\", \"userspace\"",
+        "required" => "a list of image names",
+        "on-failure" => "one of \"continue\", \"fail\", \"emergency\"",
+        "sysext" | "confext" => "a table",
+        "image-policy" => "an image-policy string",
+        "pcr" => "a PCR number 0..=23",
+        "noexec" => "true or false",
+        _ => return None,
+    })
+}
+
+/// The dotted key (`sysext.pcr`) set on 1-based `line`: the key on that line, inside the table
+/// whose header comes last before it.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |l: &str| -> Option<String> {
+        let (k, _) = l.split_once('=')?;
+        let k = k.trim().trim_matches('"');
+        (!k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .then(|| k.to_string())
+    };
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    if let Some(t) = here.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return Some(t.trim().to_string());
+    }
+    let key = key_of(here)?;
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let t = l.trim();
+        t.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .map(|n| n.trim().to_string())
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key,
+    })
+}
+
+/// serde's wording (`invalid type: map, expected a sequence`) turned into one that names the key
+/// and what it holds (`trust: expected a list of directories, got a map`).
+fn explain(text: &str, line: Option<usize>, msg: &str) -> String {
+    let Some(key) = line.and_then(|l| key_at(text, l)) else {
+        return msg.to_string();
+    };
+    let leaf = key.rsplit('.').next().unwrap_or(&key);
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let (Some(rest), Some(want)) = (msg.strip_prefix(prefix), expected(leaf)) {
+            let got = rest.split(", expected").next().unwrap_or(rest);
+            return format!("{key}: expected {want}, got {got}");
+        }
+    }
+    if let (true, Some(want)) = (msg.starts_with("wanted "), expected(leaf)) {
+        return format!("{key}: expected {want}");
+    }
+    if msg.starts_with("unknown variant") {
+        return format!("{key}: {msg}");
+    }
+    msg.to_string()
+}
+
 /// Parses and checks a config.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
-        line: e.span().map(|s| line_of(text, s.start)),
-        reason: e.message().trim().to_string(),
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError {
+            line,
+            reason: explain(text, line, e.message().trim()),
+        }
     })?;
     let bad = |key: &str, reason: String| ConfigError {
         line: line_of_key(text, key),
@@ -331,17 +403,46 @@ pcr = 12
                 5,
                 "unknown field `policy`",
             ),
-            ("integrity = \"fast\"\n", 1, "unknown variant `fast`"),
+            (
+                "integrity = \"fast\"\n",
+                1,
+                "integrity: unknown variant `fast`",
+            ),
             ("on-failure = \"reboot\"\n", 1, "unknown variant `reboot`"),
             ("classes = [\"initrd\"]\n", 1, "unknown variant `initrd`"),
             ("\n[confext]\npcr = 24\n", 3, "PCRs are 0..=23"),
-            ("\n[confext]\npcr = -1\n", 3, "invalid value"),
+            (
+                "\n[confext]\npcr = -1\n",
+                3,
+                "confext.pcr: expected a PCR number 0..=23",
+            ),
             ("tpm = \"/dev/tpm0\"\n", 1, "expected device:"),
             ("\nroot = \"sysroot\"\n", 2, "absolute"),
             ("classes = []\n", 1, "nothing to merge"),
             ("classes = [\"sysext\", \"sysext\"]\n", 1, "twice"),
             ("required = [\"../x\"]\n", 1, "not a valid name"),
-            ("trust = \"/etc/verity.d\"\n", 1, "invalid type"),
+            (
+                "trust = \"/etc/verity.d\"\n",
+                1,
+                "trust: expected a list of directories, got string",
+            ),
+            (
+                "\n[trust]\nx = 1\n",
+                2,
+                "trust: expected a list of directories, got map",
+            ),
+            (
+                "classes = \"sysext\"\n",
+                1,
+                "classes: expected a list of classes",
+            ),
+            (
+                "[sysext]\nnoexec = \"yes\"\n",
+                2,
+                "sysext.noexec: expected true or false",
+            ),
+            ("sysext = 3\n", 1, "sysext: expected a table"),
+            ("integrity = 1\n", 1, "integrity: expected one of"),
             ("[sysext]\nimage-policy = \" \"\n", 2, "empty"),
             ("classes = [\"sysext\"\n", 2, "invalid array"),
         ];

@@ -122,6 +122,7 @@ impl ClassPipeline for Pipeline {
             tpm: Some(cfg.tpm.clone()),
             event_log: cfg.event_log.clone(),
             dangerous_no_tpm: false,
+            mutable: crate::merge::mutable::MutableMode::No,
         };
         let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
         for w in &out.apply.warnings {

@@ -4,6 +4,7 @@
 use super::{failed, op_err, CliResult};
 use crate::image::release::OsRelease;
 use crate::merge::engine::{self, MergeError, MergeOptions, NoTpm};
+use crate::merge::mutable::MutableMode;
 use crate::merge::pipeline::{Integrity, PipelineConfig};
 use crate::merge::plan::Class;
 use crate::merge::status;
@@ -15,40 +16,37 @@ use std::path::{Path, PathBuf};
 pub enum Command {
     /// System extensions: overlays on /usr and /opt.
     Sysext {
+        #[command(flatten)]
+        opts: ExtArgs,
+        /// What to do (default: status).
         #[command(subcommand)]
-        verb: Verb,
+        verb: Option<Verb>,
     },
     /// Configuration extensions: an overlay on /etc.
     Confext {
+        #[command(flatten)]
+        opts: ExtArgs,
+        /// What to do (default: status).
         #[command(subcommand)]
-        verb: Verb,
+        verb: Option<Verb>,
     },
 }
 
-/// The verbs, the same for both classes.
-#[derive(Subcommand)]
+/// The verbs, the same for both classes. Every verb takes every option (before or after the
+/// verb) and ignores those that do not apply to it, as systemd-sysext does: scripts can reuse
+/// one option string.
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
     /// Verify, measure and merge every extension image found.
-    Merge(MergeArgs),
+    Merge,
     /// Remove our overlays (keeps unrelated submounts); nothing merged is not an error.
-    Unmerge(CommonArgs),
+    Unmerge,
     /// Replace the current merge atomically (MOVE_MOUNT_BENEATH) with a fresh one.
-    Refresh(MergeArgs),
-    /// Show which hierarchies are merged and with what.
-    Status(CommonArgs),
+    Refresh,
+    /// Show which hierarchies are merged, with what, since when, and whether writable.
+    Status,
     /// List discovered images (no validation).
-    List(CommonArgs),
-}
-
-/// Options every verb takes.
-#[derive(Args)]
-pub struct CommonArgs {
-    /// Operate on another tree (search paths, hierarchies, os-release under DIR).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// Machine-readable output on stdout.
-    #[arg(long)]
-    json: bool,
+    List,
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -59,42 +57,72 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Options of merge and refresh.
-#[derive(Args)]
-pub struct MergeArgs {
-    #[command(flatten)]
-    common: CommonArgs,
+fn parse_mutable(s: &str) -> Result<MutableMode, String> {
+    MutableMode::parse(s).ok_or_else(|| {
+        format!("expected no, yes, auto, import, ephemeral or ephemeral-import, got {s:?}")
+    })
+}
+
+/// The options of every verb (global: accepted before or after the verb).
+#[derive(Args, Clone)]
+pub struct ExtArgs {
+    /// Operate on another tree (search paths, hierarchies, os-release under DIR).
+    #[arg(long, global = true, default_value = "/")]
+    root: PathBuf,
+    /// Machine-readable output on stdout: pretty (plain --json), short (one line) or off.
+    #[arg(long, global = true, value_name = "pretty|short|off", num_args = 0..=1,
+          require_equals = true, default_missing_value = "pretty", value_parser = super::parse_json_mode)]
+    json: Option<super::JsonMode>,
     /// Certificate directories (repeatable); replaces the default verity.d search path.
-    #[arg(long)]
+    #[arg(long, global = true)]
     trust: Vec<PathBuf>,
     /// systemd image-policy string.
-    #[arg(long)]
+    #[arg(long, global = true)]
     image_policy: Option<String>,
     /// TPM to measure into: `device:/dev/tpmrm0` (default) or `swtpm:host=H,port=P`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     tpm: Option<String>,
     /// Event log path.
-    #[arg(long, default_value = "/run/log/systemd/tpm2-measure.log")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/log/systemd/tpm2-measure.log"
+    )]
     event_log: PathBuf,
     /// How verified images are activated.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, global = true, value_enum, default_value = "auto")]
     integrity: Integrity,
     /// Any failing image stops the whole merge with nothing changed.
-    #[arg(long)]
+    #[arg(long, global = true)]
     strict: bool,
     /// Mount with noexec (default: yes for confext, no for sysext).
-    #[arg(long, value_parser = parse_yes_no)]
+    #[arg(long, global = true, value_parser = parse_yes_no)]
     noexec: Option<bool>,
+    /// Mutability of the merged hierarchies (systemd's modes; default from
+    /// SYSTEMD_SYSEXT_MUTABLE_MODE / SYSTEMD_CONFEXT_MUTABLE_MODE, else no). Writable and imported
+    /// layers are host directories: never verified, never measured.
+    #[arg(long, global = true, value_name = "no|yes|auto|import|ephemeral|ephemeral-import",
+          value_parser = parse_mutable)]
+    mutable: Option<MutableMode>,
     /// Skip the extension-release compatibility check (systemd-sysext's `--force`): the image
     /// may not fit this host. Named as a bypass because it weakens what is admitted.
-    #[arg(long = "dangerous-skip-release-check")]
+    #[arg(long = "dangerous-skip-release-check", global = true)]
     force: bool,
     /// PCR to extend (default 13 for sysext, 12 for confext).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pcr: Option<u32>,
     /// Merge without measuring into a TPM; the bypass is written to the event log.
-    #[arg(long)]
+    #[arg(long, global = true)]
     dangerous_no_tpm: bool,
+    /// Accepted for systemd-sysext compatibility; verity never reloads the service manager.
+    #[arg(long, global = true)]
+    no_reload: bool,
+    /// Accepted for systemd-sysext compatibility; verity never pages.
+    #[arg(long, global = true)]
+    no_pager: bool,
+    /// Omit the header line of `status` and `list` tables.
+    #[arg(long, global = true)]
+    no_legend: bool,
 }
 
 fn host_os_release(root: &Path) -> OsRelease {
@@ -124,13 +152,35 @@ pub(crate) struct MergeSetup {
     pub tpm: Option<String>,
     pub event_log: PathBuf,
     pub dangerous_no_tpm: bool,
+    /// `--mutable`.
+    pub mutable: MutableMode,
 }
 
-impl MergeArgs {
+impl ExtArgs {
+    /// The mutable mode: `--mutable`, else the class's environment variable (an unparsable
+    /// value is warned about and ignored, as systemd does), else `no`.
+    fn mutable_mode(&self, class: Class) -> MutableMode {
+        if let Some(m) = self.mutable {
+            return m;
+        }
+        let var = match class {
+            Class::Sysext => "SYSTEMD_SYSEXT_MUTABLE_MODE",
+            Class::Confext => "SYSTEMD_CONFEXT_MUTABLE_MODE",
+        };
+        match std::env::var(var) {
+            Ok(v) => MutableMode::parse(&v).unwrap_or_else(|| {
+                eprintln!("verity: warning: cannot parse {var}={v:?}, ignoring it");
+                MutableMode::No
+            }),
+            Err(_) => MutableMode::No,
+        }
+    }
+
     fn setup(&self, class: Class) -> MergeSetup {
         MergeSetup {
             class,
-            root: self.common.root.clone(),
+            mutable: self.mutable_mode(class),
+            root: self.root.clone(),
             image_policy: self.image_policy.clone(),
             trust: self.trust.clone(),
             integrity: self.integrity,
@@ -164,9 +214,19 @@ fn config(s: &MergeSetup) -> PipelineConfig {
 
 const WORKSPACE_BASE: &str = "/run/verity";
 
-fn print_json<T: serde::Serialize>(v: &T) -> CliResult {
-    println!("{}", serde_json::to_string_pretty(v).map_err(op_err)?);
-    Ok(())
+fn print_json<T: serde::Serialize>(mode: super::JsonMode, v: &T) -> CliResult {
+    super::print_json(mode, v)
+}
+
+/// A timestamp as systemd prints one (`Fri 2026-12-04 12:00:00 UTC`), in the local time zone.
+fn format_time(secs: i64) -> String {
+    match jiff::Timestamp::from_second(secs) {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%a %Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => secs.to_string(),
+    }
 }
 
 /// The kernel activator, where this build has one.
@@ -216,6 +276,7 @@ pub(crate) fn run_merge(
         pipeline: cfg,
         strict: s.strict,
         noexec: s.noexec,
+        mutable: s.mutable,
         workspace_base: PathBuf::from(WORKSPACE_BASE),
     };
     Ok(engine::merge(
@@ -226,22 +287,25 @@ pub(crate) fn run_merge(
     ))
 }
 
-fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
+fn do_merge(class: Class, a: &ExtArgs, refresh: bool) -> CliResult {
+    let json = a.json.filter(|m| *m != super::JsonMode::Off);
     let out = match run_merge(&a.setup(class), refresh).map_err(op_err)? {
         Ok(o) => o,
         Err(MergeError::Strict(fails)) => {
             for f in &fails {
                 eprintln!("verity: {f}");
             }
-            if a.common.json {
-                print_json(&serde_json::json!({ "merged": [], "skipped": fails, "strict": true }))?;
+            if let Some(m) = json {
+                print_json(
+                    m,
+                    &serde_json::json!({ "merged": [], "skipped": fails, "strict": true }),
+                )?;
             }
             return Err(failed(format!(
                 "--strict: {} image(s) failed, nothing merged",
                 fails.len()
             )));
         }
-        Err(e @ MergeError::AlreadyMerged(_)) => return Err(op_err(e)),
         Err(e) => return Err(op_err(e)),
     };
     for w in &out.apply.warnings {
@@ -250,8 +314,15 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
     for f in &out.skipped {
         eprintln!("verity: skipped {f}");
     }
-    if a.common.json {
-        print_json(&out)?;
+    for m in &out.apply.mutable {
+        eprintln!(
+            "verity: note: {} is merged with --mutable={}: its writable/imported layers are not verified or measured",
+            m.hierarchy,
+            m.mode.name()
+        );
+    }
+    if let Some(m) = json {
+        print_json(m, &out)?;
     } else {
         for m in &out.merged {
             println!(
@@ -278,77 +349,96 @@ fn do_merge(class: Class, a: MergeArgs, refresh: bool) -> CliResult {
     Ok(())
 }
 
-fn run_class(class: Class, verb: Verb) -> CliResult {
-    match verb {
-        Verb::Merge(a) => do_merge(class, a, false),
-        Verb::Refresh(a) => do_merge(class, a, true),
-        Verb::Unmerge(c) => {
-            let (done, warnings) =
-                engine::unmerge(&c.root, class, Path::new(WORKSPACE_BASE)).map_err(op_err)?;
-            for w in &warnings {
-                eprintln!("verity: warning: {w}");
+fn do_unmerge(class: Class, c: &ExtArgs) -> CliResult {
+    let (done, warnings) =
+        engine::unmerge(&c.root, class, Path::new(WORKSPACE_BASE)).map_err(op_err)?;
+    for w in &warnings {
+        eprintln!("verity: warning: {w}");
+    }
+    match c.json.filter(|m| *m != super::JsonMode::Off) {
+        Some(m) => print_json(m, &serde_json::json!({ "unmerged": done })),
+        None => {
+            if done.is_empty() {
+                println!("nothing to unmerge");
             }
-            if c.json {
-                print_json(&serde_json::json!({ "unmerged": done }))
-            } else {
-                if done.is_empty() {
-                    println!("nothing to unmerge");
-                }
-                for h in done {
-                    println!("unmerged {h}");
-                }
-                Ok(())
-            }
-        }
-        Verb::Status(c) => {
-            let st = status::status(&c.root, class);
-            if c.json {
-                return print_json(&st);
-            }
-            println!("{:<24} {:<24} SINCE", "HIERARCHY", "EXTENSIONS");
-            for s in st {
-                let ext = if s.merged {
-                    s.extensions.join(", ")
-                } else {
-                    "none".to_string()
-                };
-                let since = s.since.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:<24} {:<24} {since}", s.hierarchy, ext);
-            }
-            Ok(())
-        }
-        Verb::List(c) => {
-            let cands = crate::merge::discover::discover(
-                &c.root,
-                class,
-                crate::merge::discover::in_initrd(&c.root),
-            );
-            if c.json {
-                return print_json(&cands);
-            }
-            println!("{:<20} {:<10} {:<40} MTIME", "NAME", "TYPE", "PATH");
-            for x in cands {
-                let kind = serde_json::to_value(x.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                println!(
-                    "{:<20} {:<10} {:<40} {}",
-                    x.name,
-                    kind,
-                    x.path.display(),
-                    x.mtime
-                );
+            for h in done {
+                println!("unmerged {h}");
             }
             Ok(())
         }
     }
 }
 
+fn do_status(class: Class, c: &ExtArgs) -> CliResult {
+    let st = status::status(&c.root, class);
+    if let Some(m) = c.json.filter(|m| *m != super::JsonMode::Off) {
+        return print_json(m, &st);
+    }
+    if !c.no_legend {
+        println!(
+            "{:<24} {:<24} {:<10} SINCE",
+            "HIERARCHY", "EXTENSIONS", "MUTABLE"
+        );
+    }
+    for s in st {
+        let ext = if s.merged {
+            s.extensions.join(", ")
+        } else {
+            "none".to_string()
+        };
+        let since = s.since.map(format_time).unwrap_or_else(|| "-".into());
+        let mutable = match (s.merged, s.mutable) {
+            (false, _) => "-",
+            (true, true) => "yes",
+            (true, false) => "no",
+        };
+        println!("{:<24} {:<24} {mutable:<10} {since}", s.hierarchy, ext);
+    }
+    Ok(())
+}
+
+fn do_list(class: Class, c: &ExtArgs) -> CliResult {
+    let cands = crate::merge::discover::discover(
+        &c.root,
+        class,
+        crate::merge::discover::in_initrd(&c.root),
+    );
+    if let Some(m) = c.json.filter(|m| *m != super::JsonMode::Off) {
+        return print_json(m, &cands);
+    }
+    if !c.no_legend {
+        println!("{:<20} {:<10} {:<40} MTIME", "NAME", "TYPE", "PATH");
+    }
+    for x in cands {
+        let kind = serde_json::to_value(x.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        println!(
+            "{:<20} {:<10} {:<40} {}",
+            x.name,
+            kind,
+            x.path.display(),
+            format_time(x.mtime)
+        );
+    }
+    Ok(())
+}
+
+fn run_class(class: Class, opts: &ExtArgs, verb: Option<Verb>) -> CliResult {
+    match verb.unwrap_or(Verb::Status) {
+        Verb::Merge => do_merge(class, opts, false),
+        Verb::Refresh => do_merge(class, opts, true),
+        Verb::Unmerge => do_unmerge(class, opts),
+        Verb::Status => do_status(class, opts),
+        Verb::List => do_list(class, opts),
+    }
+}
+
 /// Runs a `sysext` or `confext` command.
 pub fn run(cmd: Command) -> CliResult {
     match cmd {
-        Command::Sysext { verb } => run_class(Class::Sysext, verb),
-        Command::Confext { verb } => run_class(Class::Confext, verb),
+        Command::Sysext { opts, verb } => run_class(Class::Sysext, &opts, verb),
+        Command::Confext { opts, verb } => run_class(Class::Confext, &opts, verb),
     }
 }

@@ -59,6 +59,13 @@ pub struct BuildArgs {
     /// Write NAME.raw + NAME.verity + NAME.roothash (+ .p7s) instead of a DDI.
     #[arg(long)]
     pub sidecar: bool,
+    /// Write IMAGE_VERSION=V into the image's extension-release (os-release for --class root):
+    /// the version rollback protection compares with its floor.
+    #[arg(long = "version")]
+    pub image_version: Option<String>,
+    /// Write VERITY_EPOCH=N likewise: refused once the TPM epoch (`verity rollback epoch`) passes N.
+    #[arg(long)]
+    pub epoch: Option<u64>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -152,6 +159,8 @@ fn run_build(a: BuildArgs) -> CliResult {
         seed,
         sidecar: a.sidecar,
         root,
+        version: a.image_version,
+        epoch: a.epoch,
     };
     let built = build(&opts).map_err(|e| match e {
         BuildError::Source(m) | BuildError::Usage(m) | BuildError::Io(m) => op_err(m),

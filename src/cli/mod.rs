@@ -12,6 +12,7 @@ mod ext;
 mod image;
 mod progress;
 mod reboot;
+mod rollback;
 mod sign;
 mod tpm;
 
@@ -52,6 +53,38 @@ pub(crate) fn failed(msg: impl std::fmt::Display) -> CliError {
 
 pub(crate) type CliResult = Result<(), CliError>;
 
+/// `--json=pretty|short|off`, as systemd's tools take it (a plain `--json` is `pretty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonMode {
+    /// Indented.
+    Pretty,
+    /// One line.
+    Short,
+    /// Human text, as without `--json`.
+    Off,
+}
+
+pub(crate) fn parse_json_mode(s: &str) -> Result<JsonMode, String> {
+    match s {
+        "pretty" => Ok(JsonMode::Pretty),
+        "short" => Ok(JsonMode::Short),
+        "off" => Ok(JsonMode::Off),
+        _ => Err(format!("expected pretty, short or off, got {s:?}")),
+    }
+}
+
+/// Prints `v` as JSON on stdout in the given mode (`Off` prints nothing).
+pub(crate) fn print_json<T: serde::Serialize>(mode: JsonMode, v: &T) -> CliResult {
+    let text = match mode {
+        JsonMode::Pretty => serde_json::to_string_pretty(v),
+        JsonMode::Short => serde_json::to_string(v),
+        JsonMode::Off => return Ok(()),
+    }
+    .map_err(op_err)?;
+    println!("{text}");
+    Ok(())
+}
+
 #[derive(Parser)]
 #[command(
     name = "verity",
@@ -90,6 +123,8 @@ enum Command {
     Reboot(reboot::Command),
     #[command(flatten)]
     Tpm(tpm::Command),
+    #[command(flatten)]
+    Rollback(rollback::Command),
     // Further command groups are flattened in here, one line each.
 }
 
@@ -148,6 +183,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Ext(c) => ext::run(c),
         Command::Image(c) => image::run(c),
         Command::Sign(c) => sign::run(c),
+        Command::Rollback(c) => rollback::run(c),
         Command::Reboot(c) => reboot::run(c),
         Command::Tpm(c) => tpm::run(c),
     };

@@ -10,6 +10,7 @@ use super::gpt::{self, Guid, NewPartition};
 use super::release;
 use super::sidecar::sidecar_path;
 use super::sigpart::{self, SigPart};
+use super::stamp;
 use super::Class;
 use crate::digest::HashAlg;
 use crate::io::output::{write_atomic, PendingFile};
@@ -49,6 +50,10 @@ pub struct BuildOptions {
     /// A whole OS tree for a soft reboot (`--class root`): an os-release and an executable init
     /// are required instead of forbidden; `class` is then not used.
     pub root: bool,
+    /// `IMAGE_VERSION=` to write into the extension-release (os-release for a root).
+    pub version: Option<String>,
+    /// `VERITY_EPOCH=` to write likewise.
+    pub epoch: Option<u64>,
 }
 
 /// What was built.
@@ -162,7 +167,7 @@ fn run(cmd: &mut Command) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn make_fs(o: &BuildOptions, img: &Path) -> Result<(), BuildError> {
+fn make_fs(o: &BuildOptions, src: &Path, img: &Path) -> Result<(), BuildError> {
     match o.fs {
         FsType::Erofs => {
             let mut c = Command::new("mkfs.erofs");
@@ -171,11 +176,11 @@ fn make_fs(o: &BuildOptions, img: &Path) -> Result<(), BuildError> {
                 let u = v4(&material(Some(s), "erofs-uuid", 16)?);
                 c.arg("-T0").arg(format!("-U{u}"));
             }
-            run(c.arg(img).arg(&o.src))
+            run(c.arg(img).arg(src))
         }
         FsType::Squashfs => {
             let mut c = Command::new("mksquashfs");
-            c.arg(&o.src)
+            c.arg(src)
                 .arg(img)
                 .args(["-noappend", "-all-root", "-no-progress", "-quiet"]);
             if o.seed.is_some() {
@@ -184,6 +189,41 @@ fn make_fs(o: &BuildOptions, img: &Path) -> Result<(), BuildError> {
             run(&mut c)
         }
     }
+}
+
+/// The `KEY=value` pairs `--version`/`--epoch` ask to write into the release file.
+fn release_fields(o: &BuildOptions) -> Result<Vec<(&'static str, String)>, BuildError> {
+    let mut fields = Vec::new();
+    if let Some(v) = &o.version {
+        if let Some(why) = crate::rollback::version_problem(v) {
+            return Err(BuildError::Usage(format!("--version {v:?} {why}")));
+        }
+        fields.push(("IMAGE_VERSION", v.clone()));
+    }
+    if let Some(e) = o.epoch {
+        fields.push(("VERITY_EPOCH", e.to_string()));
+    }
+    Ok(fields)
+}
+
+/// With release fields to write, a copy of the source with them in its release file(s).
+fn stage_release(
+    o: &BuildOptions,
+    name: &str,
+    fields: &[(&'static str, String)],
+) -> Result<Option<stamp::Staged>, BuildError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let files = if o.root {
+        vec![
+            "usr/lib/os-release".to_string(),
+            "etc/os-release".to_string(),
+        ]
+    } else {
+        vec![release::release_path(o.class, name)]
+    };
+    stamp::stage(&o.src, &o.output, &files, fields).map(Some)
 }
 
 /// Builds the image described by `o`.
@@ -200,6 +240,7 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
         )));
     }
     let name = release::image_name(&file_name).to_string();
+    let fields = release_fields(o)?;
     if o.root {
         crate::reboot::stage::check_tree(&o.src, None)
             .map_err(|e| BuildError::Source(format!("--class root: {e}")))?;
@@ -209,10 +250,13 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     let types = arch::by_name(&o.arch)
         .ok_or_else(|| BuildError::Usage(format!("unknown architecture '{}'", o.arch)))?;
     let seed = o.seed.as_deref();
+    let staged = stage_release(o, &name, &fields)?;
+    let src = staged.as_ref().map_or(o.src.as_path(), |s| s.path());
 
     let tmp = TempDir::new().map_err(io_err("temporary directory"))?;
     let fs_img = tmp.path().join("fs.img");
-    make_fs(o, &fs_img)?;
+    make_fs(o, src, &fs_img)?;
+    drop(staged);
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod release;
 pub mod sidecar;
 pub mod sigpart;
+pub mod stamp;
 pub mod trust;
 pub mod verify;
 

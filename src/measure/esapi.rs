@@ -66,7 +66,8 @@ fn reason(e: &tss_esapi::Error) -> String {
     }
 }
 
-fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
+/// Sorts a tss-esapi error into refused (the TPM answered) or transport (it may have acted).
+pub(crate) fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
     let reason = reason(&e);
     if answered_by_tpm(&e) {
         TpmError::Refused { op, reason }
@@ -126,6 +127,12 @@ impl EsapiTpm {
         // A first command proves the TPM answers (the TCTI may connect lazily).
         tpm.active_banks().map_err(|e| unreachable(e.to_string()))?;
         Ok(tpm)
+    }
+
+    /// The tss-esapi context, for the crate's other TPM users (the rollback epoch's NV indexes),
+    /// so every user opens a TPM the same way.
+    pub(crate) fn context(&mut self) -> &mut Context {
+        &mut self.ctx
     }
 }
 

@@ -198,12 +198,25 @@ pub fn measure_event_locked(
     ev: &ImageEvent,
 ) -> Result<MeasurementRecord, MeasureError> {
     ev.validate()?;
+    measure_text_locked(tpm, log, pcr, &ev.event_string(), &ev.class)
+}
+
+/// Measures any event string with the log already locked: every active bank of `pcr` is extended
+/// with H(text), and one record with `event_type` is appended. Image events go through
+/// [`measure_event_locked`]; other records of this program (a rollback floor lowered) come here.
+pub fn measure_text_locked(
+    tpm: &mut dyn Tpm,
+    log: &mut LogWriter,
+    pcr: u32,
+    text: &str,
+    event_type: &str,
+) -> Result<MeasurementRecord, MeasureError> {
     pcr::check_pcr(pcr)?;
     let banks = tpm.active_banks()?;
     if !banks.contains(&HashAlg::Sha256) {
         return Err(MeasureError::NoSha256Bank { active: banks });
     }
-    let event = ev.event_string();
+    let event = text.to_string();
     let digests = pcr::event_digests(&banks, &event);
     log.mark_in_progress()?;
     if let Err(e) = tpm.pcr_extend(pcr, &digests) {
@@ -220,7 +233,7 @@ pub fn measure_event_locked(
         string: event.clone(),
         boot_id: logfile::boot_id(),
         timestamp_us: logfile::boottime_us(),
-        event_type: ev.class.clone(),
+        event_type: event_type.to_string(),
     };
     log.append(&record)
         .map_err(|source| MeasureError::LogAfterExtend { pcr, source })?;

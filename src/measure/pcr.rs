@@ -19,6 +19,7 @@ pub const TEXT_EVENT_TYPES: &[&str] = &[
     "sysext",
     "confext",
     "nextroot",
+    "rollback-lower",
     "phase",
     "machine-id",
     "filesystem",

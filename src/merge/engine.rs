@@ -21,6 +21,8 @@ pub struct MergeOptions {
     pub strict: bool,
     /// `--noexec`.
     pub noexec: Option<bool>,
+    /// `--mutable`.
+    pub mutable: super::mutable::MutableMode,
     /// Where the private workspace tmpfs is mounted.
     pub workspace_base: PathBuf,
 }
@@ -133,6 +135,7 @@ pub fn merge(
         &host_has,
         PlanOptions {
             noexec: opts.noexec,
+            mutable: opts.mutable,
         },
     );
     let report = if p.hierarchies.is_empty() && refresh {

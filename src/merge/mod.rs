@@ -1,8 +1,12 @@
-//! sysext/confext merges: discovery, the pure planner, applying overlays through `sys`, markers, status.
+//! sysext/confext merges: discovery, the pure planner, mutable modes, applying overlays through `sys`,
+//! markers, status.
 pub mod apply;
 pub mod discover;
 pub mod engine;
+pub mod mutable;
 pub mod pipeline;
 pub mod plan;
 pub mod status;
+pub mod treedigest;
 pub mod version;
+pub mod vpick;

@@ -2,6 +2,7 @@
 //! the marker contents, exactly as systemd-sysext/confext 257 build them (spec/systemd.md 1.6-1.8).
 //! No file system access: the caller says which extensions carry which hierarchies.
 
+use super::mutable::MutableMode;
 use super::version::strverscmp_improved;
 
 /// sysext (`/usr`, `/opt`) or confext (`/etc`): the image module's class, with the merge-side
@@ -167,6 +168,9 @@ pub struct Plan {
     pub extensions: Vec<String>,
     /// One entry per hierarchy that some extension provides; others are left alone.
     pub hierarchies: Vec<HierarchyPlan>,
+    /// `--mutable=`: resolved per hierarchy when the plan is applied (it depends on the host's
+    /// directories); a writable layer drops `rdonly` from that hierarchy's flags.
+    pub mutable: MutableMode,
 }
 
 impl Plan {
@@ -184,6 +188,8 @@ impl Plan {
 pub struct PlanOptions {
     /// `--noexec`: `None` = the class default (confext yes, sysext no).
     pub noexec: Option<bool>,
+    /// `--mutable`.
+    pub mutable: MutableMode,
 }
 
 /// Plans the overlays. `host_has(h)` says whether the host hierarchy exists and is non-empty (an
@@ -236,6 +242,7 @@ pub fn plan(
         class,
         extensions: sorted.iter().map(|e| e.name.clone()).collect(),
         hierarchies,
+        mutable: opts.mutable,
     }
 }
 
@@ -299,7 +306,10 @@ mod tests {
                 ext("bar", &["/usr", "/opt"]),
             ],
             &|_| true,
-            PlanOptions { noexec: None },
+            PlanOptions {
+                noexec: None,
+                mutable: MutableMode::No,
+            },
         );
         assert_eq!(p.extensions, vec!["bar", "foo_9", "foo_10"]);
         assert_eq!(p.hierarchies.len(), 2);
@@ -321,7 +331,10 @@ mod tests {
             Class::Sysext,
             &[ext("a", &["/opt"])],
             &|h| h != "/opt",
-            PlanOptions { noexec: None },
+            PlanOptions {
+                noexec: None,
+                mutable: MutableMode::No,
+            },
         );
         assert_eq!(p.hierarchies.len(), 1);
         assert_eq!(p.hierarchies[0].hierarchy, "/opt");
@@ -330,7 +343,10 @@ mod tests {
             Class::Sysext,
             &[ext("a", &[])],
             &|_| true,
-            PlanOptions { noexec: None },
+            PlanOptions {
+                noexec: None,
+                mutable: MutableMode::No,
+            },
         );
         assert!(none.hierarchies.is_empty());
     }
@@ -345,7 +361,15 @@ mod tests {
         ];
         for (class, noexec, (r, d, s, x)) in table {
             let h = class.hierarchies()[0];
-            let p = plan(class, &[ext("a", &[h])], &|_| true, PlanOptions { noexec });
+            let p = plan(
+                class,
+                &[ext("a", &[h])],
+                &|_| true,
+                PlanOptions {
+                    noexec,
+                    mutable: MutableMode::No,
+                },
+            );
             let f = p.hierarchies[0].flags;
             assert_eq!(
                 (f.rdonly, f.nodev, f.nosuid, f.noexec),

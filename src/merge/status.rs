@@ -17,6 +17,8 @@ pub struct HierarchyStatus {
     pub extensions: Vec<String>,
     /// Merge time: mtime of the hierarchy root, seconds since the epoch (merged only).
     pub since: Option<i64>,
+    /// Merged writable (`--mutable`): its content is not only what was verified and measured.
+    pub mutable: bool,
 }
 
 /// `<root>/<hierarchy>`.
@@ -61,11 +63,16 @@ pub fn status(root: &Path, class: Class) -> Vec<HierarchyStatus> {
             } else {
                 None
             };
+            // A writable overlay is a mutable merge; ours are read-only otherwise.
+            let mutable = merged
+                && rustix::fs::statvfs(&p)
+                    .is_ok_and(|s| !s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
             HierarchyStatus {
                 hierarchy: p.to_string_lossy().into_owned(),
                 merged,
                 extensions,
                 since,
+                mutable,
             }
         })
         .collect()

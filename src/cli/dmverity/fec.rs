@@ -102,13 +102,17 @@ pub(super) fn format_parity(
         .map_err(|e| op_err(format!("size of {}: {e}", hash_path.display())))?;
     let (l, on_hash) = layout(f, fec_path, hash_path, geom, hash_size)?;
     if on_hash && hash_size < f.fec_offset {
-        return Err(op_err(format!(
-            "{} holds {hash_size} bytes, but FEC on the hash device covers it up to --fec-offset {}: \
-             extend the file or put the parity right after the tree (--fec-offset {})",
-            hash_path.display(),
-            f.fec_offset,
-            geom.hash_end()
-        )));
+        // The parity covers the hash device up to --fec-offset. veritysetup (2.6 and 2.7) reads
+        // that range and fails ("Failed to read RS block") when the file ends before it; we
+        // zero-fill the gap instead, which gives exactly the bytes veritysetup writes on a file
+        // already extended to --fec-offset.
+        hash_file.set_len(f.fec_offset).map_err(|e| {
+            op_err(format!(
+                "extending {} to --fec-offset {}: {e}",
+                hash_path.display(),
+                f.fec_offset
+            ))
+        })?;
     }
     if same_path(fec_path, data_path) && f.fec_offset < geom.data_size() {
         return Err(op_err(format!(
