@@ -12,6 +12,7 @@
 
 pub mod arch;
 pub mod build;
+mod content;
 pub mod ddi;
 pub mod fs;
 pub mod fsread;
