@@ -24,6 +24,7 @@ pub mod gate;
 pub mod hex;
 pub mod image;
 pub mod io;
+pub mod limits;
 pub mod measure;
 pub mod merge;
 pub mod reboot;

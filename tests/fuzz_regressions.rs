@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use verity::image::gpt::read_gpt;
 use verity::image::release::{validate, Host, OsRelease, Scope};
 use verity::merge::plan::{image_name, parse_dev, parse_list, Class};
 use verity::merge::status::{mount_points, submounts_below};
@@ -40,5 +41,22 @@ fn merge_marker_crashes_stay_fixed() {
         let _ = parse_list(&s);
         let pts = mount_points(&s);
         let _ = submounts_below(&pts, "/usr");
+    }
+}
+
+/// Issue 12 point 5: sizes from a file that overflow 64 bits are refused by name, never wrapped
+/// or panicking (these inputs panicked debug builds).
+#[test]
+fn point5_overflowing_sizes_are_refused_by_name() {
+    for data in inputs("gpt") {
+        let e = read_gpt(&data[..]).unwrap_err();
+        assert!(e.to_string().contains("PartitionEntryLBA"), "{e}");
+    }
+    for data in inputs("superblock") {
+        let sb = verity::verity::Superblock::parse(&data).unwrap();
+        let p = sb.params();
+        let start = verity::verity::geometry::hash_start_block(0, p.hash_block_size, true).unwrap();
+        let e = verity::verity::Geometry::new(p, start).unwrap_err();
+        assert!(e.to_string().contains("data blocks"), "{e}");
     }
 }

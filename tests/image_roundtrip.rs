@@ -1,6 +1,6 @@
 //! Build then verify, for both classes, both file systems, DDI and sidecar, signed and unsigned;
-//! `--seed` determinism; refusals of bad source trees. Needs mkfs.erofs, mksquashfs, fsck.erofs,
-//! unsquashfs and openssl (named `openssl_...`).
+//! `--seed` determinism; refusals of bad source trees. Needs mkfs.erofs, mksquashfs and
+//! openssl (named `openssl_...`).
 
 mod image_util;
 use image_util::*;

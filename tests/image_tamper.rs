@@ -1,6 +1,6 @@
 //! Tampering with a signed DDI: each change is rejected with its own named check. GPT edits go
 //! through sfdisk where it can make them, else through a small CRC-fixing rewriter below, so the
-//! only defect is the intended one. Needs mkfs.erofs, fsck.erofs, openssl, sfdisk.
+//! only defect is the intended one. Needs mkfs.erofs, openssl, sfdisk.
 
 mod image_util;
 use image_util::*;

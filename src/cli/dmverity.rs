@@ -467,12 +467,12 @@ pub(super) fn load_geometry(
         return Ok((g, None));
     }
     let mut buf = [0u8; SUPERBLOCK_SIZE];
-    if hash.size() < c.hash_offset + SUPERBLOCK_SIZE as u64 {
+    if hash.size() < c.hash_offset.saturating_add(SUPERBLOCK_SIZE as u64) {
         return Err(failed(format!(
             "{}: superblock truncated: the file holds {} bytes, the superblock ends at byte {}",
             hash_path.display(),
             hash.size(),
-            c.hash_offset + SUPERBLOCK_SIZE as u64
+            c.hash_offset.saturating_add(SUPERBLOCK_SIZE as u64)
         )));
     }
     hash.read_at(&mut buf, c.hash_offset).map_err(|e| {

@@ -6,7 +6,7 @@ use crate::image::build::{build, BuildError, BuildOptions};
 use crate::image::fsread::FsType;
 use crate::image::policy::Policy;
 use crate::image::release::{OsRelease, Scope};
-use crate::image::verify::{verify, Outcome, Report, VerifyOptions};
+use crate::image::verify::{verify, DataCheck, Outcome, Report, VerifyOptions};
 use crate::image::{arch, Class, DissectOptions, Dissected};
 use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
@@ -313,7 +313,7 @@ fn run_inspect(a: InspectArgs) -> CliResult {
         host_arch: host_arch(),
         scope: Scope::System,
         read_release: true,
-        kernel_checks_data: false,
+        data: DataCheck::Here,
     };
     let (r, _) = verify(d, &opts);
     print_report(&r, c.json);
@@ -344,7 +344,7 @@ fn run_verify(a: VerifyArgs) -> CliResult {
             Scope::System
         },
         read_release: true,
-        kernel_checks_data: false,
+        data: DataCheck::Here,
     };
     let (r, res) = verify(d, &opts);
     print_report(&r, c.json);

@@ -8,7 +8,7 @@ use crate::gate::{admission_events, Bypass};
 use crate::hex;
 use crate::image::policy::Policy;
 use crate::image::release::Scope;
-use crate::image::verify::{verify, VerifyOptions};
+use crate::image::verify::{verify, DataCheck, VerifyOptions};
 use crate::image::{DissectOptions, Dissected};
 use crate::measure::pcr::{self, ReplayReport};
 use crate::measure::{
@@ -555,7 +555,7 @@ fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliErro
         host_arch,
         scope: Scope::System,
         read_release: true,
-        kernel_checks_data: false,
+        data: DataCheck::Here,
     })
 }
 

@@ -16,8 +16,9 @@ pub const HEADER_SIZE: usize = 92;
 pub const ENTRY_SIZE: usize = 128;
 /// Entries in the table we write (16 KiB of entries, as every common tool writes).
 pub const ENTRY_COUNT: u32 = 128;
-/// Largest entry array we are willing to read: untrusted sizes must not allocate unbounded memory.
-pub const MAX_ENTRY_ARRAY: u64 = 1 << 20;
+/// Largest entry array we are willing to read ([`crate::limits::GPT_ENTRY_ARRAY`]): untrusted
+/// sizes must not allocate unbounded memory.
+pub const MAX_ENTRY_ARRAY: u64 = crate::limits::GPT_ENTRY_ARRAY;
 /// GPT attribute bit 60: read-only.
 pub const ATTR_READ_ONLY: u64 = 1 << 60;
 /// GPT attribute bit 59: grow the file system.
@@ -351,6 +352,20 @@ fn read_entries<S: BlockSource + ?Sized>(
     Ok(buf)
 }
 
+/// The first LBA after a header's entry array; a crafted PartitionEntryLBA near 2^64 is refused
+/// by name instead of wrapping.
+fn entries_end(which: &'static str, h: &Header, sectors: u64) -> Result<u64, GptError> {
+    h.entries_lba
+        .checked_add(sectors)
+        .ok_or_else(|| GptError::BadHeader {
+            which,
+            msg: format!(
+                "PartitionEntryLBA {} plus {sectors} sectors of entries overflows",
+                h.entries_lba
+            ),
+        })
+}
+
 /// Finds the sector size by looking for the header signature at 512 and 4096 (UAPI.3).
 pub fn detect_sector<S: BlockSource + ?Sized>(src: &S) -> Result<u64, GptError> {
     for sector in [512u64, 4096] {
@@ -396,7 +411,8 @@ pub fn read_gpt<S: BlockSource + ?Sized>(src: &S) -> Result<Gpt, GptError> {
         });
     }
     let entries_sectors = (p.entry_count as u64 * p.entry_size as u64).div_ceil(sector);
-    if p.entries_lba < 2 || p.entries_lba + entries_sectors > p.first_usable {
+    let p_entries_end = entries_end("primary", &p, entries_sectors)?;
+    if p.entries_lba < 2 || p_entries_end > p.first_usable {
         return Err(GptError::BadHeader {
             which: "primary",
             msg: "entry array overlaps the header or the usable area".into(),
@@ -428,7 +444,7 @@ pub fn read_gpt<S: BlockSource + ?Sized>(src: &S) -> Result<Gpt, GptError> {
     {
         return Err(mism("partition entry array differs"));
     }
-    if b.entries_lba <= p.last_usable || b.entries_lba + entries_sectors > b.my_lba {
+    if b.entries_lba <= p.last_usable || entries_end("backup", &b, entries_sectors)? > b.my_lba {
         return Err(mism(
             "backup entry array overlaps the usable area or the header",
         ));

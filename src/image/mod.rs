@@ -3,7 +3,8 @@
 //!
 //! Pure core: [`gpt`], [`sigpart`], [`release`], [`policy`], [`arch`]. I/O edge: [`ddi`] (dissect a
 //! DDI from an open file), [`sidecar`], [`build`] (mkfs.erofs/mksquashfs children), [`fsread`]
-//! (reading one file out of a verified file-system image without mounting it), [`trust`], and
+//! (file-system types), [`fs`] (bounded erofs/squashfs readers that read release files out of a
+//! verified image through authenticated blocks, without mounting or copying it), [`trust`], and
 //! [`mod@verify`], the only place that mints [`crate::gate::Verified`] (for images, for their
 //! activation, and for directory trees the image policy admits); [`info`] is what those tokens
 //! carry.
@@ -13,7 +14,9 @@
 
 pub mod arch;
 pub mod build;
+mod content;
 pub mod ddi;
+pub mod fs;
 pub mod fsread;
 pub mod gpt;
 pub mod info;

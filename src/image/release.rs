@@ -5,8 +5,8 @@
 use super::Class;
 use std::collections::BTreeMap;
 
-/// Largest release file we parse; real ones are a few hundred bytes.
-pub const MAX_SIZE: usize = 64 << 10;
+/// Largest release file we parse ([`crate::limits::RELEASE_FILE`]).
+pub const MAX_SIZE: usize = crate::limits::RELEASE_FILE;
 
 /// Parsed `KEY=value` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,9 +74,11 @@ impl OsRelease {
     }
 }
 
+/// Unquotes a value in one pass (no recursion: a value of 64 KiB of `a a a ...` is one loop, not
+/// 32768 nested calls). Output is never longer than the input.
 fn unquote(v: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut chars = v.chars();
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars().peekable();
     let mut quote: Option<char> = None;
     while let Some(c) = chars.next() {
         match (quote, c) {
@@ -85,13 +87,13 @@ fn unquote(v: &str) -> Option<String> {
             (Some('\''), c) => out.push(c),
             (_, '\\') => out.push(chars.next()?),
             (None, c) if c.is_whitespace() => {
-                // Unquoted whitespace ends the value (systemd strips the rest as trailing blanks).
-                let rest: String = chars.by_ref().collect();
-                if !rest.trim().is_empty() {
-                    out.push(c);
-                    out.push_str(&unquote(rest.trim_start())?);
+                // Unquoted whitespace: a run of it stands as its first character, and at the end
+                // of the value it is dropped (systemd strips trailing blanks).
+                while chars.next_if(|n| n.is_whitespace()).is_some() {}
+                if chars.peek().is_none() {
+                    break;
                 }
-                break;
+                out.push(c);
             }
             (_, c) => out.push(c),
         }
@@ -336,6 +338,35 @@ mod tests {
             OsRelease::parse(b"A=\"open\n"),
             Err(ReleaseParseError::Unterminated(1))
         );
+    }
+
+    #[test]
+    fn point5_long_unquoted_values_parse_iteratively() {
+        // 64 KiB of "a " used to recurse once per word and overflow the stack.
+        let mut text = String::from("ID=debian\nX=");
+        while text.len() < MAX_SIZE - 8 {
+            text.push_str("a  ");
+        }
+        text.push_str("b  \n");
+        let r = rel(&text);
+        let x = r.get("X").unwrap();
+        assert!(
+            x.starts_with("a a a ") && x.ends_with(" a b"),
+            "{}",
+            &x[x.len() - 10..]
+        );
+        assert!(!x.contains("  "));
+        assert_eq!(r.get("ID"), Some("debian"));
+        // Whitespace runs collapse to their first character; quotes span words.
+        assert_eq!(rel("X=a \t b \"c  d\"  \n").get("X"), Some("a b c  d"));
+        assert_eq!(rel("X=a\t\tb").get("X"), Some("a\tb"));
+        assert_eq!(
+            OsRelease::parse(b"X=a b 'c\n"),
+            Err(ReleaseParseError::Unterminated(1))
+        );
+        let mut big = text.into_bytes();
+        big.resize(MAX_SIZE + 1, b'a');
+        assert_eq!(OsRelease::parse(&big), Err(ReleaseParseError::TooLarge));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::verity::BlockSource;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Largest `.roothash` file we read (a hex line for a 512-bit hash is 129 bytes).
-const MAX_ROOTHASH_FILE: u64 = 4096;
+/// Largest `.roothash` file we read ([`crate::limits::ROOTHASH_FILE`]).
+const MAX_ROOTHASH_FILE: u64 = crate::limits::ROOTHASH_FILE;
 
 /// `foo.raw` + `suffix` -> `foo<suffix>`; names not ending in `.raw` get the suffix appended.
 pub fn sidecar_path(image: &Path, suffix: &str) -> PathBuf {
@@ -128,7 +128,7 @@ pub(super) fn dissect_bare(
             designator = d;
             let sp = sidecar_path(path, sig_sfx);
             if let Some(f) = open_optional(&sp)? {
-                let der = read_small(f, &sp, super::sigpart::MAX_SIZE)?;
+                let der = read_small(f, &sp, crate::limits::SIGNATURE)?;
                 if der.is_empty() {
                     return Err(DissectError::Sidecar {
                         path: sp,

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// systemd refuses signature partitions larger than this.
-pub const MAX_SIZE: u64 = 4 << 20;
+/// systemd refuses signature partitions larger than this ([`crate::limits::SIGNATURE`]).
+pub const MAX_SIZE: u64 = crate::limits::SIGNATURE;
 /// Size we write (systemd-repart's default for the signature partition).
 pub const DEFAULT_SIZE: usize = 16 << 10;
 

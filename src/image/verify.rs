@@ -7,22 +7,23 @@
 //! explicitly allows ([`admit_directory`], recorded as a bypass). I/O edge (it reads the image and
 //! runs the trust-store check).
 
+use super::content::{check_release, check_tree, seal_copy, TreeOutcome};
 use super::ddi::{Dissected, Extent, HashDevice, Layout, Signature};
-use super::fsread::{self, FsType, TempDir, Unpacked};
+use super::fsread::{self, FsType};
 use super::info::{AdmitAs, ImageInfo};
 use super::policy::{Policy, State};
-use super::release::{self, Host, OsRelease, Scope};
+use super::release::{OsRelease, Scope};
 use super::trust::{self, Signer};
 use super::Class;
 use crate::gate::{Bypass, Verified};
 use crate::io::FileSource;
+use crate::sys::memfd::SealedMemfd;
+use crate::verity::authtree::AuthTree;
 use crate::verity::hasher::BlockHasher;
 use crate::verity::source::Slice;
-use crate::verity::verify::{verify_image, VerifyOptions as TreeOptions};
 use crate::verity::{geometry::hash_start_block, BlockSource, Geometry, Superblock};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// What to check against.
 #[derive(Debug, Clone)]
@@ -42,10 +43,23 @@ pub struct VerifyOptions {
     pub scope: Scope,
     /// Read and check the extension-release file.
     pub read_release: bool,
+    /// How the data is checked against the tree.
+    pub data: DataCheck,
+}
+
+/// How [`verify`] checks the data blocks against the authenticated tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCheck {
+    /// Read the data where it is, once (`image verify`, `image inspect`, `pcr predict`).
+    Here,
+    /// Copy the data once into a memfd, seal it, and check the sealed copy; the copy is handed
+    /// over in [`VerifiedImage::sealed`] for mounting (`--integrity userspace`).
+    Sealed,
     /// The data will be served through kernel dm-verity, which checks every block as it is read:
     /// skip the userspace walk of the data (the signature over the root hash is still checked).
-    /// Ignored when `read_release` is set, since that reads unverified bytes otherwise.
-    pub kernel_checks_data: bool,
+    /// Treated as [`DataCheck::Here`] when `read_release` is set, since the release file would
+    /// otherwise be read from unchecked blocks.
+    Kernel,
 }
 
 /// Outcome of one check.
@@ -177,6 +191,10 @@ pub struct Integrity {
 
 /// An image that passed every check; only [`verify`] creates it (inside `gate::Verified`).
 pub struct VerifiedImage {
+    /// With [`DataCheck::Sealed`]: the data partition copied once into a sealed memfd, and (for
+    /// a verity image) checked there block by block against the authenticated tree. These are
+    /// the bytes to mount.
+    pub sealed: Option<SealedMemfd>,
     /// The image descriptor that was verified.
     pub source: FileSource,
     /// Image name.
@@ -477,61 +495,30 @@ pub fn verify(
         }
     }
 
-    // The full tree. The data partition is copied into a private file first when the release
-    // file is to be read, and the copy is what gets verified and then read.
-    let tmp = TempDir::new();
-    let mut copy: Option<PathBuf> = None;
+    // The full tree: the upper levels are read once and authenticated, then the data (in place,
+    // or copied once into a sealed memfd and checked there) streams past with level 0.
+    let data_check = if opts.read_release && opts.data == DataCheck::Kernel {
+        DataCheck::Here
+    } else {
+        opts.data
+    };
+    let mut tree: Option<AuthTree> = None;
+    let mut sealed: Option<SealedMemfd> = None;
     let mut tree_ok = false;
     match (&geom, &d.verity, &claimed) {
-        (Some(_), Some(_), Some(_)) if opts.kernel_checks_data && !opts.read_release => r.push(
+        (Some(_), Some(_), Some(_)) if data_check == DataCheck::Kernel => r.push(
             "verity-tree",
             Outcome::Skip,
             "data is checked by kernel dm-verity as it is read",
         ),
         (Some(g), Some(v), Some(root)) => {
             let hash = Slice::new(&v.source, v.extent.offset, v.extent.size);
-            let res = (|| -> Result<crate::verity::verify::VerifyReport, String> {
-                let rep = if opts.read_release {
-                    let t = tmp
-                        .as_ref()
-                        .map_err(|e| format!("temporary directory: {e}"))?;
-                    let p = t.path().join("data");
-                    fsread::copy_extent(&d.source, d.data, &p).map_err(|e| {
-                        format!("copying the data partition at byte {}: {e}", d.data.offset)
-                    })?;
-                    let src = FileSource::open(&p).map_err(|e| e.to_string())?;
-                    let rep = verify_image(
-                        g,
-                        &src,
-                        &hash,
-                        root,
-                        TreeOptions {
-                            stop_at_first: true,
-                        },
-                        &|_| {},
-                    )
-                    .map_err(|e| e.to_string())?;
-                    copy = Some(p);
-                    rep
-                } else {
-                    let data = Slice::new(&d.source, d.data.offset, d.data.size);
-                    verify_image(
-                        g,
-                        &data,
-                        &hash,
-                        root,
-                        TreeOptions {
-                            stop_at_first: true,
-                        },
-                        &|_| {},
-                    )
-                    .map_err(|e| e.to_string())?
-                };
-                Ok(rep)
-            })();
+            let res = check_tree(&d, g, &hash, root, data_check);
             match res {
-                Ok(rep) if rep.is_ok() => {
+                Ok(TreeOutcome::Good(t, s)) => {
                     tree_ok = true;
+                    tree = Some(*t);
+                    sealed = s;
                     r.push(
                         "verity-tree",
                         Outcome::Pass,
@@ -541,20 +528,15 @@ pub fn verify(
                         ),
                     );
                 }
-                Ok(rep) => {
-                    let first = rep.bad.first().map(|b| {
-                        let abs = match b.location {
-                            crate::verity::verify::Location::Data { .. } => {
-                                d.data.offset + b.offset
-                            }
-                            _ => v.extent.offset + b.offset,
-                        };
-                        format!("{b} (image byte {abs})")
-                    });
+                Ok(TreeOutcome::Bad(b)) => {
+                    let abs = match b.location {
+                        crate::verity::verify::Location::Data { .. } => d.data.offset + b.offset,
+                        _ => v.extent.offset + b.offset,
+                    };
                     r.push(
                         "verity-tree",
                         Outcome::Fail,
-                        first.unwrap_or_else(|| "tree does not match the root hash".into()),
+                        format!("{b} (image byte {abs})"),
                     )
                 }
                 Err(e) => r.push("verity-tree", Outcome::Fail, e),
@@ -567,12 +549,11 @@ pub fn verify(
             "no usable superblock or root hash",
         ),
     }
-    if d.verity.is_none() && opts.read_release {
-        if let Ok(t) = &tmp {
-            let p = t.path().join("data");
-            if fsread::copy_extent(&d.source, d.data, &p).is_ok() {
-                copy = Some(p);
-            }
+    if d.verity.is_none() && data_check == DataCheck::Sealed {
+        // An unprotected image the policy may allow: the caller still mounts a sealed copy.
+        match seal_copy(&d, d.data.size) {
+            Ok(s) => sealed = Some(s),
+            Err(e) => r.push("open", Outcome::Fail, e),
         }
     }
 
@@ -587,7 +568,23 @@ pub fn verify(
             "not read from unverified data",
         );
     } else {
-        match check_release(&d, opts, copy.as_deref(), r.filesystem) {
+        let res = match (&tree, &d.verity) {
+            (Some(t), Some(v)) => {
+                let hash = Slice::new(&v.source, v.extent.offset, v.extent.size);
+                let data = Slice::new(&d.source, d.data.offset, d.data.size);
+                match &sealed {
+                    Some(s) => check_release(&d, opts, &t.reader(s, &hash), &mut r.filesystem),
+                    None => check_release(&d, opts, &t.reader(&data, &hash), &mut r.filesystem),
+                }
+            }
+            // No tree (the policy decides whether that is acceptable): the bounded readers
+            // parse the bytes as they are.
+            _ => {
+                let data = Slice::new(&d.source, d.data.offset, d.data.size);
+                check_release(&d, opts, &data, &mut r.filesystem)
+            }
+        };
+        match res {
             Ok((class, rel, detail)) => {
                 r.class = Some(class);
                 r.extension_release = Some(rel.fields.clone());
@@ -652,6 +649,7 @@ pub fn verify(
         _ => None,
     };
     let vi = VerifiedImage {
+        sealed,
         source: d.source,
         name: d.name,
         class,
@@ -748,7 +746,7 @@ fn signature_not_found(d: &Dissected) -> String {
         Layout::Bare => {
             let (looked, near) =
                 super::sidecar::signature_search(d.source.path(), d.designator, d.verity.is_some());
-            let list = |v: &[PathBuf]| {
+            let list = |v: &[std::path::PathBuf]| {
                 v.iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
@@ -766,58 +764,4 @@ fn signature_not_found(d: &Dissected) -> String {
             msg
         }
     }
-}
-
-fn check_release(
-    d: &Dissected,
-    opts: &VerifyOptions,
-    copy: Option<&std::path::Path>,
-    fs: Option<FsType>,
-) -> Result<(Class, OsRelease, String), String> {
-    let copy = copy.ok_or("the data partition could not be copied for reading")?;
-    let fs = fs.ok_or("the data partition is neither erofs nor squashfs")?;
-    let u = Unpacked::new(copy, fs)?;
-    if u.exists("usr/lib/os-release") {
-        return Err("the image ships usr/lib/os-release, which an extension must not".into());
-    }
-    let classes: Vec<Class> = match opts.class.or(d.class_hint) {
-        Some(c) => vec![c],
-        None => vec![Class::Sysext, Class::Confext],
-    };
-    for class in classes.iter().copied() {
-        let path = release::release_path(class, &d.name);
-        let Some(bytes) = u.read(&path)? else {
-            continue;
-        };
-        let rel = OsRelease::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
-        let Some(host) = &opts.host else {
-            return Ok((
-                class,
-                rel,
-                format!("{path} present (no host os-release to match)"),
-            ));
-        };
-        let h = Host {
-            os_release: host,
-            arch: &opts.host_arch,
-            scope: opts.scope,
-            class,
-        };
-        return match release::validate(&h, &rel) {
-            Ok(a) => Ok((
-                class,
-                rel,
-                format!("{path} compatible with the host ({a:?})"),
-            )),
-            Err(e) => Err(format!("{path}: {e}")),
-        };
-    }
-    Err(format!(
-        "no {} in the image",
-        classes
-            .iter()
-            .map(|c| release::release_path(*c, &d.name))
-            .collect::<Vec<_>>()
-            .join(" or ")
-    ))
 }

@@ -6,8 +6,9 @@
 //!
 //! Directory trees are accepted only if the image policy allows `unprotected`. Raw images (GPT
 //! DDIs, bare file systems with sidecars) are dissected and verified by the image module on the
-//! descriptor opened here; their data is then copied into a sealed memfd, verified again there
-//! against the same root hash and loop-mounted, so the checked bytes are the mounted bytes.
+//! descriptor opened here; for userspace integrity the image module copies the data once into a
+//! sealed memfd and verifies that copy against the tree it authenticated (reading each hash block
+//! once), and that memfd is loop-mounted, so the checked bytes are the mounted bytes.
 
 use super::plan::{release_name, Class};
 use crate::gate::{Bypass, Measured, Verified};
@@ -16,9 +17,8 @@ use crate::image::release::{self, Host, OsRelease, Scope};
 use crate::image::AdmitAs;
 pub use crate::image::{ImageInfo, ImageKind};
 use crate::sys::loopdev::{self, LoopDevice};
-use crate::sys::memfd::{MemfdWriter, SealedMemfd};
+use crate::sys::memfd::SealedMemfd;
 use crate::sys::mount::{self, Attrs, FsOption};
-use crate::verity::verify::{verify_image, VerifyOptions};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -329,8 +329,8 @@ pub fn prepare_image(
 }
 
 /// A raw image (GPT DDI or bare file system with sidecars): dissected and verified by the image
-/// module on the one descriptor we opened, then its data copied into a sealed memfd, re-verified
-/// there, and loop-mounted.
+/// module on the one descriptor we opened (for userspace integrity, into a sealed memfd), and
+/// loop-mounted.
 fn admit_raw(
     name: &str,
     path: &Path,
@@ -365,8 +365,14 @@ fn admit_raw(
         // extension-release is checked on the mounted, verified tree below.
         read_release: false,
         // Kernel activation checks each block as it is read (an altered block is EIO), as
-        // systemd does; userspace activation verifies the whole tree on its sealed copy.
-        kernel_checks_data: use_kernel(cfg, dm),
+        // systemd does; userspace activation has the image module copy the data once into a
+        // sealed memfd and verify that copy against the tree it authenticated (each hash block
+        // read once), so the bytes checked are the bytes mounted.
+        data: if use_kernel(cfg, dm) {
+            image::verify::DataCheck::Kernel
+        } else {
+            image::verify::DataCheck::Sealed
+        },
     };
     let (report, res) = image::verify(d, &opts);
     let verified = res.map_err(|msg| {
@@ -395,8 +401,8 @@ fn admit_raw(
     activate(name, path, kind, cfg, dm, target, verified)
 }
 
-/// Turns the image module's token into a mounted image: the verified data partition is copied
-/// into a sealed memfd and checked again there (those bytes are what the loop device serves).
+/// Turns the image module's token into a mounted image: the sealed memfd the image module
+/// verified is what the loop device serves.
 fn activate(
     name: &str,
     path: &Path,
@@ -411,45 +417,20 @@ fn activate(
     if use_kernel(cfg, dm) {
         return activate_kernel(name, path, kind, cfg, dm, target, verified);
     }
-    let size = match &vi.integrity {
-        Some(i) => i.geometry.data_size(),
-        None => vi.data.size,
-    };
-    let data = crate::verity::source::Slice::new(&vi.source, vi.data.offset, vi.data.size);
-    let mut w =
-        MemfdWriter::new(name, size).map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
-    w.copy_from(&data, 0, size)
-        .map_err(|e| f(Check::Open, format!("read: {e}")))?;
-    let sealed = w
-        .seal()
-        .map_err(|e| f(Check::Integrity, format!("memfd seal: {e}")))?;
-    if let Some(i) = &vi.integrity {
-        let hash = crate::verity::source::Slice::new(
-            &i.hash.source,
-            i.hash.extent.offset,
-            i.hash.extent.size,
-        );
-        let report = verify_image(
-            &i.geometry,
-            &sealed,
-            &hash,
-            &i.root_hash,
-            VerifyOptions {
-                stop_at_first: true,
-            },
-            &|_| {},
-        )
-        .map_err(|e| f(Check::Integrity, e.to_string()))?;
-        if let Some(b) = report.bad.first() {
-            return Err(f(Check::Integrity, b.to_string()));
-        }
-        if !report.is_ok() {
-            return Err(f(
+    // The image module copied the data once into this sealed memfd and checked that copy against
+    // the tree it authenticated; nothing here reads the original file again.
+    let sealed = vi
+        .sealed
+        .as_ref()
+        .ok_or_else(|| {
+            f(
                 Check::Integrity,
-                "hash tree could not be verified".into(),
-            ));
-        }
-    }
+                "no sealed copy of the verified data".into(),
+            )
+        })?
+        .try_clone()
+        .map_err(|e| f(Check::Integrity, format!("memfd: {e}")))?;
+    let size = crate::verity::BlockSource::size(&sealed);
     let fstype = detect_fs(&sealed).ok_or_else(|| {
         f(
             Check::Dissect,

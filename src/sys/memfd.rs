@@ -53,7 +53,7 @@ impl MemfdWriter {
         src_off: u64,
         len: u64,
     ) -> io::Result<()> {
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = crate::verity::ordered::AlignedBuf::new(1 << 20);
         for (s, e) in src.data_ranges(src_off, src_off + len)? {
             let mut pos = s;
             while pos < e {
@@ -85,6 +85,15 @@ impl SealedMemfd {
     /// The sealed descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+
+    /// Another descriptor of the same sealed memfd (the seals belong to the file, not the
+    /// descriptor, so the copy is just as immutable).
+    pub fn try_clone(&self) -> io::Result<SealedMemfd> {
+        Ok(SealedMemfd {
+            file: self.file.try_clone()?,
+            size: self.size,
+        })
     }
 }
 

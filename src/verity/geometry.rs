@@ -47,6 +47,10 @@ pub enum GeometryError {
     TooDeep(usize),
     #[error("hash area overflows 64-bit offsets")]
     Overflow,
+    #[error(
+        "data size overflows: {blocks} data blocks of {block_size} bytes is more than 2^64 bytes"
+    )]
+    DataOverflow { blocks: u64, block_size: u32 },
 }
 
 /// Checks that a block size is a power of two in 512 ..= 512 KiB.
@@ -119,7 +123,10 @@ pub fn hash_start_block(
     }
     let hbs = hash_block_size as u64;
     Ok(if superblock {
-        (hash_offset + 512).div_ceil(hbs)
+        hash_offset
+            .checked_add(512)
+            .ok_or(GeometryError::Overflow)?
+            .div_ceil(hbs)
     } else {
         hash_offset / hbs
     })
@@ -129,6 +136,14 @@ impl Geometry {
     /// Lays out the tree for `params` starting at `hash_start_block`.
     pub fn new(params: Params, hash_start_block: u64) -> Result<Self, GeometryError> {
         params.check()?;
+        // data_size() multiplies these; a crafted superblock must not make that wrap.
+        params
+            .data_blocks
+            .checked_mul(params.data_block_size as u64)
+            .ok_or(GeometryError::DataOverflow {
+                blocks: params.data_blocks,
+                block_size: params.data_block_size,
+            })?;
         let d = params.alg.digest_size();
         let hbs = params.hash_block_size as usize;
         // Digests per block: the largest power of two that fits.
@@ -189,7 +204,7 @@ impl Geometry {
         (self.hash_start_block + self.tree_blocks()) * self.params.hash_block_size as u64
     }
 
-    /// Bytes of data covered.
+    /// Bytes of data covered (cannot overflow: [`Geometry::new`] checked it).
     pub fn data_size(&self) -> u64 {
         self.params.data_blocks * self.params.data_block_size as u64
     }

@@ -2,6 +2,7 @@
 //! kernel table line and whether an existing device may be reused for it. Pure core: everything here works on [`source::BlockSource`] and
 //! [`source::BlockSink`] traits, never on files directly.
 
+pub mod authtree;
 pub mod build;
 pub mod fec;
 pub mod geometry;

@@ -3,11 +3,12 @@
 //! zero. A bad block is named by layer, index and byte offset; blocks under a bad hash block are
 //! counted as unverifiable rather than blamed.
 
+pub use super::authtree::AuthTree;
+use super::authtree::{check_hash_block, digest_in, hash_offset, load_upper, Upper};
 use super::build::{stream_layer, BuildError};
 use super::geometry::Geometry;
 use super::hasher::BlockHasher;
 use super::source::BlockSource;
-use std::collections::BTreeSet;
 use std::io;
 
 /// Which layer a block belongs to.
@@ -101,6 +102,8 @@ pub enum VerifyError {
         have: u64,
         need: u64,
     },
+    #[error("the upper levels of the hash tree take {bytes} bytes, more than the {limit} this verifier keeps in memory")]
+    TreeTooLarge { bytes: u64, limit: u64 },
 }
 
 impl From<BuildError> for VerifyError {
@@ -132,32 +135,198 @@ pub struct VerifyOptions {
     pub stop_at_first: bool,
 }
 
-/// Caches the parent hash block that the current children are checked against.
-struct Parent<'a, H: BlockSource + ?Sized> {
-    hash: &'a H,
-    hbs: usize,
-    index: Option<u64>,
-    buf: Vec<u8>,
+/// Checks the root length and the device sizes against the geometry; returns the hasher.
+pub(crate) fn check_inputs<H: BlockSource + ?Sized>(
+    geom: &Geometry,
+    hash: &H,
+    root: &[u8],
+) -> Result<BlockHasher, VerifyError> {
+    let p = &geom.params;
+    let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
+    if root.len() != hasher.digest_size() {
+        return Err(VerifyError::RootLength {
+            alg: p.alg,
+            got: root.len(),
+            want: hasher.digest_size(),
+        });
+    }
+    if hash.size() < geom.hash_end() && !geom.levels.is_empty() {
+        return Err(VerifyError::TooSmall {
+            what: "hash",
+            have: hash.size(),
+            need: geom.hash_end(),
+        });
+    }
+    Ok(hasher)
 }
 
-impl<H: BlockSource + ?Sized> Parent<'_, H> {
-    fn get(&mut self, abs_block: u64) -> Result<&[u8], VerifyError> {
-        if self.index != Some(abs_block) {
-            let offset = abs_block * self.hbs as u64;
-            self.hash
-                .read_at(&mut self.buf, offset)
-                .map_err(|source| VerifyError::Read {
-                    what: "hash device",
-                    offset,
-                    source,
-                })?;
-            self.index = Some(abs_block);
-        }
-        Ok(&self.buf)
+/// Why the data stream stopped early.
+enum Flow {
+    /// `stop_at_first` and a bad block was found.
+    Stop,
+    Err(VerifyError),
+}
+
+impl From<BuildError> for Flow {
+    fn from(e: BuildError) -> Self {
+        Flow::Err(e.into())
     }
 }
 
-/// Checks every block of the image against `root`.
+impl From<VerifyError> for Flow {
+    fn from(e: VerifyError) -> Self {
+        Flow::Err(e)
+    }
+}
+
+/// State of one level-0 block in the window that moves along with the data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum L0 {
+    /// Its digest matched: its slots are authenticated.
+    Good,
+    /// It failed, or a block above it did: its children cannot be checked.
+    Unusable,
+}
+
+/// The level-0 blocks the current data chunk needs, each read once, authenticated against the
+/// in-memory level above, and dropped once the data has moved past it.
+struct Window {
+    first: u64,
+    blocks: Vec<u8>,
+    state: Vec<L0>,
+}
+
+/// The bad blocks found while streaming, kept apart so the report lists them in tree order.
+#[derive(Default)]
+struct Found {
+    l0_mismatch: Vec<BadBlock>,
+    l0_padding: Vec<BadBlock>,
+    data: Vec<BadBlock>,
+}
+
+struct Walk<'a, H: ?Sized> {
+    geom: &'a Geometry,
+    hasher: &'a BlockHasher,
+    hash: &'a H,
+    root: &'a [u8],
+    upper: &'a Upper,
+    stop_at_first: bool,
+    win: Window,
+    found: Found,
+    unverifiable: u64,
+}
+
+impl<H: BlockSource + ?Sized> Walk<'_, H> {
+    /// Moves the window to level-0 blocks `[a, b]`: keeps what it already holds of them, reads
+    /// the rest once and authenticates each block before any of its digests is used.
+    fn advance(&mut self, a: u64, b: u64) -> Result<(), Flow> {
+        let hbs = self.geom.params.hash_block_size as usize;
+        let held_end = self.win.first + self.win.state.len() as u64;
+        if a >= held_end {
+            self.win.blocks.clear();
+            self.win.state.clear();
+        } else {
+            let drop = (a - self.win.first) as usize;
+            self.win.blocks.drain(..drop * hbs);
+            self.win.state.drain(..drop);
+        }
+        self.win.first = a;
+        let from = held_end.max(a);
+        if from > b {
+            return Ok(());
+        }
+        let n = (b + 1 - from) as usize;
+        let at = self.win.blocks.len();
+        self.win.blocks.resize(at + n * hbs, 0);
+        let offset = hash_offset(self.geom, 0, from);
+        self.hash
+            .read_at(&mut self.win.blocks[at..], offset)
+            .map_err(|source| VerifyError::Read {
+                what: "hash device",
+                offset,
+                source,
+            })?;
+        let top = self.geom.levels.len() == 1;
+        for i in 0..n {
+            let k = from + i as u64;
+            if !top && self.upper.unusable[1][(k >> self.geom.hpb_bits) as usize] {
+                self.unverifiable += 1;
+                self.win.state.push(L0::Unusable);
+                continue;
+            }
+            let blk = &self.win.blocks[at + i * hbs..at + (i + 1) * hbs];
+            let expected = digest_in(self.geom, &self.upper.levels, self.root, 0, k);
+            let bad = |defect| BadBlock {
+                location: Location::Hash { level: 0, index: k },
+                offset: hash_offset(self.geom, 0, k),
+                defect,
+            };
+            match check_hash_block(self.geom, self.hasher, 0, k, blk, expected) {
+                None => self.win.state.push(L0::Good),
+                Some(Defect::Mismatch) => {
+                    self.found.l0_mismatch.push(bad(Defect::Mismatch));
+                    self.win.state.push(L0::Unusable);
+                    if self.stop_at_first {
+                        return Err(Flow::Stop);
+                    }
+                }
+                Some(Defect::NonZeroPadding) => {
+                    self.found.l0_padding.push(bad(Defect::NonZeroPadding));
+                    self.win.state.push(L0::Good);
+                    if self.stop_at_first {
+                        return Err(Flow::Stop);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the digests of data blocks `first..` against the authenticated window.
+    fn data(&mut self, first: u64, digests: &[u8]) -> Result<(), Flow> {
+        let d = self.hasher.digest_size();
+        let n = (digests.len() / d) as u64;
+        let dbs = self.geom.params.data_block_size as u64;
+        let bits = self.geom.hpb_bits;
+        if n == 0 {
+            return Ok(());
+        }
+        if !self.geom.levels.is_empty() {
+            self.advance(first >> bits, (first + n - 1) >> bits)?;
+        }
+        let hbs = self.geom.params.hash_block_size as usize;
+        for (i, got) in digests.chunks(d).enumerate() {
+            let k = first + i as u64;
+            let expected: &[u8] = if self.geom.levels.is_empty() {
+                self.root
+            } else {
+                let w = ((k >> bits) - self.win.first) as usize;
+                if self.win.state[w] == L0::Unusable {
+                    self.unverifiable += 1;
+                    continue;
+                }
+                let (_, off) = self.geom.locate(0, k);
+                &self.win.blocks[w * hbs + off..w * hbs + off + d]
+            };
+            if got != expected {
+                self.found.data.push(BadBlock {
+                    location: Location::Data { block: k },
+                    offset: k * dbs,
+                    defect: Defect::Mismatch,
+                });
+                if self.stop_at_first {
+                    return Err(Flow::Stop);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks every block of the image against `root`, reading each byte once: the upper levels into
+/// memory top-down (each block against the authenticated level above), then the data in parallel
+/// chunks together with the level-0 blocks that cover them (each authenticated against the
+/// in-memory level 1 before its digests are used). Holes in the data are not read.
 pub fn verify_image<D, H>(
     geom: &Geometry,
     data: &D,
@@ -170,16 +339,7 @@ where
     D: BlockSource + ?Sized,
     H: BlockSource + ?Sized,
 {
-    let p = &geom.params;
-    let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
-    let d = hasher.digest_size();
-    if root.len() != d {
-        return Err(VerifyError::RootLength {
-            alg: p.alg,
-            got: root.len(),
-            want: d,
-        });
-    }
+    let hasher = check_inputs(geom, hash, root)?;
     if data.size() < geom.data_size() {
         return Err(VerifyError::TooSmall {
             what: "data",
@@ -187,180 +347,99 @@ where
             need: geom.data_size(),
         });
     }
-    if hash.size() < geom.hash_end() && !geom.levels.is_empty() {
-        return Err(VerifyError::TooSmall {
-            what: "hash",
-            have: hash.size(),
-            need: geom.hash_end(),
-        });
-    }
-    let hbs = p.hash_block_size as usize;
-    let dbs = p.data_block_size as usize;
     let mut report = VerifyReport::default();
-    let mut bad_parents: BTreeSet<(usize, u64)> = BTreeSet::new();
-
-    let top = geom.levels.len();
-    // Layers from the top: hash level top-1 .. 0, then the data (as layer "top" = None).
-    for layer in (0..=top).rev() {
-        let is_data = layer == 0;
-        // The layer being checked is level `layer - 1` (or the data when layer == 0); its digests
-        // are stored in level `layer` (or are the root when layer == top).
-        let (src, base, bs, count) = if is_data {
-            (Layer::Data(data), 0, dbs, p.data_blocks)
-        } else {
-            let lv = geom.levels[layer - 1];
-            (Layer::Hash(hash), lv.start * hbs as u64, hbs, lv.blocks)
-        };
-        let mut parent = Parent {
-            hash,
-            hbs,
-            index: None,
-            buf: vec![0u8; hbs],
-        };
-        let mut newly_bad = BTreeSet::new();
-        let mut stop = false;
-        stream_layer(
-            &src,
-            base,
-            bs,
-            count,
-            &hasher,
-            |first, digests| -> Result<(), VerifyError> {
-                for (i, got) in digests.chunks(d).enumerate() {
-                    let k = first + i as u64;
-                    let loc = if is_data {
-                        Location::Data { block: k }
-                    } else {
-                        Location::Hash {
-                            level: layer - 1,
-                            index: k,
-                        }
-                    };
-                    let offset = base + k * bs as u64;
-                    let expected: &[u8] = if layer == top {
-                        root
-                    } else {
-                        let parent_index = k >> geom.hpb_bits;
-                        if bad_parents.contains(&(layer, parent_index)) {
-                            report.unverifiable += 1;
-                            if !is_data {
-                                newly_bad.insert((layer - 1, k));
-                            }
-                            continue;
-                        }
-                        let (abs, off) = geom.locate(layer, k);
-                        &parent.get(abs)?[off..off + d]
-                    };
-                    if got != expected {
-                        report.bad.push(BadBlock {
-                            location: loc,
-                            offset,
-                            defect: Defect::Mismatch,
-                        });
-                        if !is_data {
-                            newly_bad.insert((layer - 1, k));
-                        }
-                        if opts.stop_at_first {
-                            stop = true;
-                            return Ok(());
-                        }
-                    }
-                }
-                progress(if is_data {
-                    (first + (digests.len() / d) as u64) * bs as u64
-                } else {
-                    0
-                });
-                Ok(())
-            },
-        )?;
-        if stop {
-            return Ok(report);
-        }
-        if !is_data {
-            // Padding of every good block of this level.
-            let level = layer - 1;
-            for k in 0..count {
-                if newly_bad.contains(&(level, k)) {
-                    continue;
-                }
-                let used = geom.used_bytes(geom.entries_in(level, k));
-                let mut blk = vec![0u8; hbs];
-                let offset = base + k * hbs as u64;
-                if used == hbs && geom.slot_size == d {
-                    continue;
-                }
-                hash.read_at(&mut blk, offset)
-                    .map_err(|source| VerifyError::Read {
-                        what: "hash device",
-                        offset,
-                        source,
-                    })?;
-                if !padding_is_zero(geom, &blk, used, d) {
-                    report.bad.push(BadBlock {
-                        location: Location::Hash { level, index: k },
-                        offset,
-                        defect: Defect::NonZeroPadding,
-                    });
-                    if opts.stop_at_first {
-                        return Ok(report);
-                    }
-                }
-            }
-            bad_parents = newly_bad;
-        }
-    }
+    let Some(upper) = load_upper(geom, &hasher, hash, root, opts.stop_at_first, &mut report)?
+    else {
+        return Ok(report);
+    };
+    stream_data(
+        geom,
+        &hasher,
+        &upper,
+        root,
+        data,
+        hash,
+        opts,
+        progress,
+        &mut report,
+    )?;
     Ok(report)
 }
 
-fn padding_is_zero(geom: &Geometry, blk: &[u8], used: usize, d: usize) -> bool {
-    if blk[used..].iter().any(|&b| b != 0) {
-        return false;
+/// The data pass of [`verify_image`] (and of [`super::authtree::AuthTree::verify_data`]): the
+/// data in parallel chunks, with the level-0 blocks that cover each chunk read once and
+/// authenticated against the in-memory `upper` levels before any of their digests is used.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stream_data<D, H>(
+    geom: &Geometry,
+    hasher: &BlockHasher,
+    upper: &Upper,
+    root: &[u8],
+    data: &D,
+    hash: &H,
+    opts: VerifyOptions,
+    progress: &dyn Fn(u64),
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError>
+where
+    D: BlockSource + ?Sized,
+    H: BlockSource + ?Sized,
+{
+    let need = geom.data_size();
+    if data.size() < need {
+        return Err(VerifyError::TooSmall {
+            what: "data",
+            have: data.size(),
+            need,
+        });
     }
-    if geom.slot_size > d {
-        // Format 1: the tail of every slot is zero too.
-        let used_slots = used.div_ceil(geom.slot_size);
-        for s in 0..used_slots {
-            let a = s * geom.slot_size + d;
-            let b = ((s + 1) * geom.slot_size).min(used);
-            if a < b && blk[a..b].iter().any(|&x| x != 0) {
-                return false;
-            }
-        }
+    let p = &geom.params;
+    let dbs = p.data_block_size as usize;
+    let d = hasher.digest_size();
+    let mut walk = Walk {
+        geom,
+        hasher,
+        hash,
+        root,
+        upper,
+        stop_at_first: opts.stop_at_first,
+        win: Window {
+            first: 0,
+            blocks: Vec::new(),
+            state: Vec::new(),
+        },
+        found: Found::default(),
+        unverifiable: 0,
+    };
+    let res = stream_layer(
+        data,
+        0,
+        dbs,
+        p.data_blocks,
+        hasher,
+        |first, digests| -> Result<(), Flow> {
+            walk.data(first, digests)?;
+            progress((first + (digests.len() / d) as u64) * dbs as u64);
+            Ok(())
+        },
+    );
+    match res {
+        Ok(()) | Err(Flow::Stop) => {}
+        Err(Flow::Err(e)) => return Err(e),
     }
-    true
-}
-
-/// Either device, so one loop can walk data and hash layers alike.
-enum Layer<'a, D: ?Sized, H: ?Sized> {
-    Data(&'a D),
-    Hash(&'a H),
-}
-
-impl<D: BlockSource + ?Sized, H: BlockSource + ?Sized> BlockSource for Layer<'_, D, H> {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        match self {
-            Layer::Data(d) => d.read_at(buf, offset),
-            Layer::Hash(h) => h.read_at(buf, offset),
-        }
-    }
-    fn size(&self) -> u64 {
-        match self {
-            Layer::Data(d) => d.size(),
-            Layer::Hash(h) => h.size(),
-        }
-    }
-    fn data_ranges(&self, s: u64, e: u64) -> io::Result<Vec<(u64, u64)>> {
-        match self {
-            Layer::Data(d) => d.data_ranges(s, e),
-            Layer::Hash(h) => h.data_ranges(s, e),
-        }
-    }
+    report.unverifiable += walk.unverifiable;
+    let f = walk.found;
+    report.bad.extend(f.l0_mismatch);
+    report.bad.extend(f.l0_padding);
+    report.bad.extend(f.data);
+    Ok(())
 }
 
 /// Checks one data block against the root through its hash path, reading one hash block per
-/// level from the top, as the kernel does on a read. Returns the first block on the path that
-/// fails (a hash block, or the data block itself).
+/// level from the top, as the kernel does on a read: each hash block is authenticated (digest and
+/// padding) against the bytes of the block above it that were read and authenticated in this call,
+/// and only then supplies the digest for the next one down. Returns the first block on the path
+/// that fails (a hash block, or the data block itself).
 pub fn verify_block<H: BlockSource + ?Sized>(
     geom: &Geometry,
     hash: &H,
@@ -371,7 +450,6 @@ pub fn verify_block<H: BlockSource + ?Sized>(
     let p = &geom.params;
     let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
     let d = hasher.digest_size();
-    let hbs = p.hash_block_size as usize;
     if root.len() != d {
         return Err(VerifyError::RootLength {
             alg: p.alg,
@@ -379,31 +457,35 @@ pub fn verify_block<H: BlockSource + ?Sized>(
             want: d,
         });
     }
+    if index >= p.data_blocks {
+        return Ok(Err(BadBlock {
+            location: Location::Data { block: index },
+            offset: index.saturating_mul(p.data_block_size as u64),
+            defect: Defect::Mismatch,
+        }));
+    }
     let mut expected = root.to_vec();
-    let mut buf = vec![0u8; hbs];
+    let mut buf = vec![0u8; p.hash_block_size as usize];
     for level in (0..geom.levels.len()).rev() {
-        let (abs, _) = geom.locate(level, index >> (geom.hpb_bits * level as u32));
-        let offset = abs * hbs as u64;
+        // The block of this level on the path, and the slot in it for the next one down.
+        let k = index >> (geom.hpb_bits * (level as u32 + 1));
+        let below = index >> (geom.hpb_bits * level as u32);
+        let offset = hash_offset(geom, level, k);
         hash.read_at(&mut buf, offset)
             .map_err(|source| VerifyError::Read {
                 what: "hash device",
                 offset,
                 source,
             })?;
-        if hasher.hash(&buf) != expected {
+        if let Some(defect) = check_hash_block(geom, &hasher, level, k, &buf, &expected) {
             return Ok(Err(BadBlock {
-                location: Location::Hash {
-                    level,
-                    index: abs - geom.levels[level].start,
-                },
+                location: Location::Hash { level, index: k },
                 offset,
-                defect: Defect::Mismatch,
+                defect,
             }));
         }
-        // The digest of the next block down the path.
-        let below = index >> (geom.hpb_bits * level as u32);
         let (_, off) = geom.locate(level, below);
-        expected = buf[off..off + d].to_vec();
+        expected.copy_from_slice(&buf[off..off + d]);
     }
     if hasher.hash(block) != expected {
         return Ok(Err(BadBlock {
