@@ -127,6 +127,7 @@ impl ClassPipeline for Pipeline {
             dangerous_no_tpm: false,
             dangerous_tpm_simulator: cfg.dangerous_tpm_simulator,
             mutable: crate::merge::mutable::MutableMode::No,
+            ratchet: cfg.ratchet,
         };
         let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
         for w in &out.apply.warnings {

@@ -692,6 +692,17 @@ pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo
         protection: protection.into(),
         nextroot: how.nextroot,
         bypasses,
+        version: None,
+    };
+    Verified::mint(info, VerifyKey(()))
+}
+
+/// The token with the `IMAGE_VERSION=` that admission read from the verified, mounted tree's
+/// release file (the rollback step), so the event log can record it. Nothing else changes.
+pub fn with_version(v: Verified<ImageInfo>, version: Option<String>) -> Verified<ImageInfo> {
+    let info = ImageInfo {
+        version,
+        ..v.get().clone()
     };
     Verified::mint(info, VerifyKey(()))
 }
@@ -725,6 +736,7 @@ pub fn admit_directory(policy: &Policy, how: AdmitAs) -> Result<Verified<ImageIn
         protection: "unprotected".into(),
         nextroot: how.nextroot,
         bypasses,
+        version: None,
     };
     Ok(Verified::mint(info, VerifyKey(())))
 }

@@ -5,6 +5,7 @@ pub mod discover;
 pub mod engine;
 pub mod mutable;
 pub mod pipeline;
+pub mod release_check;
 pub mod plan;
 pub mod status;
 pub mod treedigest;
