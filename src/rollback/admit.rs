@@ -51,14 +51,24 @@ impl Guard {
             version: release.and_then(|r| r.get("IMAGE_VERSION")),
             epoch: release.and_then(|r| r.get("VERITY_EPOCH")),
         };
-        decide(&found, self.floors.get(class, name), self.tpm_epoch)?;
+        self.check_evidence(class, name, &found)
+    }
+
+    /// As [`Guard::check`], from the two fields themselves.
+    pub fn check_evidence(
+        &self,
+        class: Class,
+        name: &str,
+        found: &Evidence<'_>,
+    ) -> Result<Option<String>, Refusal> {
+        decide(found, self.floors.get(class, name), self.tpm_epoch)?;
         Ok(found.version.map(str::to_string))
     }
 }
 
 /// The epoch of the TPM an admission measures into, read before that TPM is opened for measuring
 /// (swtpm serves one connection at a time): None without a TPM (`--dangerous-no-tpm` and no
-/// `--tpm`), or for a simulator that was not allowed (opening it to measure refuses that).
+/// `--tpm`); a simulator must be allowed by name.
 pub fn epoch_for(tpm: Option<&str>, no_tpm: bool, simulator_ok: bool) -> Result<Option<u64>, String> {
     let spec = match tpm {
         None if no_tpm => return Ok(None),
@@ -66,7 +76,10 @@ pub fn epoch_for(tpm: Option<&str>, no_tpm: bool, simulator_ok: bool) -> Result<
         Some(s) => s,
     };
     if spec.starts_with("swtpm") && !simulator_ok {
-        return Ok(None);
+        return Err(format!(
+            "TPM {spec} is a simulator; reading the rollback epoch from it needs \
+             --dangerous-tpm-simulator"
+        ));
     }
     read_tpm_epoch(spec)
 }
