@@ -213,3 +213,36 @@ fn swtpm_root_an_image_of_a_retired_epoch_is_refused_even_without_the_state_file
     assert!(out.contains("RC_VERIFY=1\n"), "{out}");
     assert!(out.contains("RC_NEW=0\n"), "{out}");
 }
+
+#[test]
+fn swtpm_root_a_versioned_directory_merges_its_newest_and_never_falls_back() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let (r, tr) = setup(t.path());
+    let v = r.join("var/lib/extensions/foo.raw.v");
+    build(t.path(), &v.join("foo_1.9.raw"), "1.9", None);
+    build(t.path(), &v.join("foo_1.10.raw"), "1.10", None);
+    // An entry for another architecture is never picked, however new.
+    build(t.path(), &v.join("foo_7_sparc.raw"), "7", None);
+    let (out, err) = run(
+        r#"
+        $V sysext merge $M; echo "RC1=$?"
+        echo "FILE=$(cat $R/usr/share/foo)"
+        $V sysext unmerge --root $R
+        $V rollback raise foo 2 --root $R >&2
+        $V sysext merge $M; echo "RC2=$?"
+        test -e $R/usr/share/foo && echo MERGED2
+        "#,
+        &[],
+        &tpm,
+        &r,
+        &tr,
+    );
+    assert!(out.contains("RC1=0\n") && out.contains("FILE=1.10\n"), "{out}");
+    // The pick (1.10) is below the floor: refused, and 1.9 is not merged in its place.
+    assert!(out.contains("RC2=1\n") && !out.contains("MERGED2"), "{out}");
+    assert!(
+        err.contains("foo_1.10.raw") && err.contains("IMAGE_VERSION=1.10 is below the floor 2"),
+        "{err}"
+    );
+}
