@@ -246,3 +246,54 @@ fn swtpm_root_a_versioned_directory_merges_its_newest_and_never_falls_back() {
         "{err}"
     );
 }
+
+#[test]
+fn swtpm_root_boot_ratchet_key_raises_the_floor_and_the_report_names_rollback() {
+    let tpm = Swtpm::start();
+    let t = tempfile::tempdir().unwrap();
+    let (r, tr) = setup(t.path());
+    let img = r.join("var/lib/extensions/foo.raw");
+    let (v1, v2) = (t.path().join("v1/foo.raw"), t.path().join("v2/foo.raw"));
+    build(t.path(), &v1, "1", None);
+    build(t.path(), &v2, "2", None);
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::copy(&v2, &img).unwrap();
+    let cfg = t.path().join("boot.toml");
+    let report = t.path().join("boot.json");
+    write(
+        &cfg,
+        &format!(
+            "root = {:?}\ntrust = [{:?}]\ntpm = {:?}\ndangerous-tpm-simulator = true\n\
+             event-log = {:?}\nintegrity = \"userspace\"\nclasses = [\"sysext\"]\nratchet = true\n",
+            r.to_str().unwrap(),
+            tr.to_str().unwrap(),
+            tpm.spec(),
+            t.path().join("tpm2-measure.log").to_str().unwrap()
+        ),
+    );
+    let (out, err) = run(
+        r#"
+        $V boot --config $C --report $J; echo "RC2=$?"
+        $V sysext unmerge --root $R
+        cp $V1 $R/var/lib/extensions/foo.raw
+        $V boot --config $C --report $J; echo "RC1=$?"
+        test -e $R/usr/share/foo && echo MERGED1
+        "#,
+        &[("V1", &v1), ("C", &cfg), ("J", &report)],
+        &tpm,
+        &r,
+        &tr,
+    );
+    assert!(out.contains("RC2=0\n"), "{out}");
+    assert!(err.contains("--ratchet: floor of sysext foo set to 2"), "{err}");
+    assert!(!out.contains("MERGED1"), "{out}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let foo = &rep["images"][0];
+    assert_eq!(foo["status"], "rejected", "{rep}");
+    let reason = foo["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rollback") && reason.contains("IMAGE_VERSION=1 is below the floor 2"),
+        "{reason}"
+    );
+}
