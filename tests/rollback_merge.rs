@@ -134,31 +134,49 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         &tr,
     );
     // v2 merged, and --ratchet raised the floor to its version (logged on stderr).
-    assert!(out.contains("RC_V2=0\n") && out.contains("FILE=1.10\n"), "{out}");
+    assert!(
+        out.contains("RC_V2=0\n") && out.contains("FILE=1.10\n"),
+        "{out}"
+    );
     assert!(
         err.contains("--ratchet: floor of sysext foo set to 1.10"),
         "{err}"
     );
     // v1 put back: skipped with the rollback reason, version found and floor; exit 1.
-    assert!(out.contains("RC_V1=1\n") && !out.contains("MERGED_V1"), "{out}");
+    assert!(
+        out.contains("RC_V1=1\n") && !out.contains("MERGED_V1"),
+        "{out}"
+    );
     assert!(
         err.contains("Rollback check failed")
             && err.contains("rollback: IMAGE_VERSION=1.9 is below the floor 1.10"),
         "{err}"
     );
     assert!(out.contains("RC_STRICT=1\n"), "{out}");
-    assert!(out.contains("RC_VERIFY1=1\n") && out.contains("RC_VERIFY2=0\n"), "{out}");
-    assert!(err.contains("rollback: sysext foo: rollback: IMAGE_VERSION=1.9"), "{err}");
+    assert!(
+        out.contains("RC_VERIFY1=1\n") && out.contains("RC_VERIFY2=0\n"),
+        "{out}"
+    );
+    assert!(
+        err.contains("rollback: sysext foo: rollback: IMAGE_VERSION=1.9"),
+        "{err}"
+    );
     // Nothing was measured for the refused image: same log, same PCR.
     let line = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).unwrap();
     assert_eq!(line("LOG1="), line("LOG2="));
     assert_eq!(line("PCR1="), line("PCR2="));
     // A corrupt state file: exit 2 naming it, nothing merged, nothing measured.
-    assert!(out.contains("RC_CORRUPT=2\n") && !out.contains("MERGED_CORRUPT"), "{out}");
+    assert!(
+        out.contains("RC_CORRUPT=2\n") && !out.contains("MERGED_CORRUPT"),
+        "{out}"
+    );
     assert!(err.contains("var/lib/verity/rollback.json"), "{err}");
     assert_eq!(line("LOG2="), line("LOG3="));
     // Without a floor the old image is admitted.
-    assert!(out.contains("RC_NOFLOOR=0\n") && out.contains("FILE2=1.9\n"), "{out}");
+    assert!(
+        out.contains("RC_NOFLOOR=0\n") && out.contains("FILE2=1.9\n"),
+        "{out}"
+    );
     assert!(out.contains("REPLAY_OK"));
     // The event log records each admitted image's version beside its (unchanged) event.
     let log = std::fs::read_to_string(t.path().join("tpm2-measure.log")).unwrap();
@@ -166,9 +184,17 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         .lines()
         .filter(|l| l.contains("\"eventType\":\"sysext\""))
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l.trim_start_matches('\u{1e}')).unwrap();
-            assert!(v["content"]["string"].as_str().unwrap().starts_with("sysext:foo:"));
-            v["content"]["imageVersion"].as_str().unwrap().to_string().leak() as &str
+            let v: serde_json::Value =
+                serde_json::from_str(l.trim_start_matches('\u{1e}')).unwrap();
+            assert!(v["content"]["string"]
+                .as_str()
+                .unwrap()
+                .starts_with("sysext:foo:"));
+            v["content"]["imageVersion"]
+                .as_str()
+                .unwrap()
+                .to_string()
+                .leak() as &str
         })
         .collect();
     assert_eq!(versions, ["1.10", "1.9"]);
@@ -205,7 +231,10 @@ fn swtpm_root_an_image_of_a_retired_epoch_is_refused_even_without_the_state_file
         &tr,
     );
     assert!(out.contains("RC_E0=0\n"), "{out}");
-    assert!(out.contains("RC_OLD=1\n") && !out.contains("MERGED_OLD"), "{out}");
+    assert!(
+        out.contains("RC_OLD=1\n") && !out.contains("MERGED_OLD"),
+        "{out}"
+    );
     assert!(
         err.contains("rollback: VERITY_EPOCH=0 is below the TPM epoch 1"),
         "{err}"
@@ -238,7 +267,10 @@ fn swtpm_root_a_versioned_directory_merges_its_newest_and_never_falls_back() {
         &r,
         &tr,
     );
-    assert!(out.contains("RC1=0\n") && out.contains("FILE=1.10\n"), "{out}");
+    assert!(
+        out.contains("RC1=0\n") && out.contains("FILE=1.10\n"),
+        "{out}"
+    );
     // The pick (1.10) is below the floor: refused, and 1.9 is not merged in its place.
     assert!(out.contains("RC2=1\n") && !out.contains("MERGED2"), "{out}");
     assert!(
@@ -285,7 +317,10 @@ fn swtpm_root_boot_ratchet_key_raises_the_floor_and_the_report_names_rollback() 
         &tr,
     );
     assert!(out.contains("RC2=0\n"), "{out}");
-    assert!(err.contains("--ratchet: floor of sysext foo set to 2"), "{err}");
+    assert!(
+        err.contains("--ratchet: floor of sysext foo set to 2"),
+        "{err}"
+    );
     assert!(!out.contains("MERGED1"), "{out}");
     let rep: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

@@ -15,7 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_verity");
 /// A root image of version `v` (an OS tree with busybox as init) at `dir/os.raw`.
 fn root_image(dir: &Path, v: &str) -> PathBuf {
     let tree = dir.join("tree");
-    for d in ["bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "usr/lib"] {
+    for d in [
+        "bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "usr/lib",
+    ] {
         std::fs::create_dir_all(tree.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("busybox-static is required");
@@ -27,7 +29,16 @@ fn root_image(dir: &Path, v: &str) -> PathBuf {
     .unwrap();
     let out = dir.join("os.raw");
     let st = Command::new(BIN)
-        .args(["image", "build", "--class", "root", "--sidecar", "--version", v, "-o"])
+        .args([
+            "image",
+            "build",
+            "--class",
+            "root",
+            "--sidecar",
+            "--version",
+            v,
+            "-o",
+        ])
         .arg(&out)
         .arg(&tree)
         .status()
@@ -74,7 +85,10 @@ grep -q ' /run/nextroot ' /proc/self/mountinfo && echo STAGED1 || echo NOT_STAGE
         err.contains("--ratchet: floor of root vos set to 2"),
         "{err}"
     );
-    assert!(out.contains("RC1=1\n") && out.contains("NOT_STAGED1"), "{out}\n{err}");
+    assert!(
+        out.contains("RC1=1\n") && out.contains("NOT_STAGED1"),
+        "{out}\n{err}"
+    );
     assert!(
         err.contains("root vos: rollback: IMAGE_VERSION=1 is below the floor 2"),
         "{err}"

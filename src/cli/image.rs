@@ -6,9 +6,9 @@ use crate::image::build::{build, BuildError, BuildOptions};
 use crate::image::fsread::FsType;
 use crate::image::policy::Policy;
 use crate::image::release::{OsRelease, Scope};
-use crate::rollback::admit as rollback_admit;
 use crate::image::verify::{verify, DataCheck, Outcome, Report, VerifyOptions};
 use crate::image::{arch, Class, DissectOptions, Dissected};
+use crate::rollback::admit as rollback_admit;
 use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -364,8 +364,9 @@ fn run_verify(a: VerifyArgs) -> CliResult {
     // The floors of the system at --root (default /), and the epoch of --tpm if given: read
     // first, so a corrupt state file is exit 2 before anything is judged.
     let epoch = match &a.tpm {
-        Some(t) => rollback_admit::epoch_for(Some(t), false, a.dangerous_tpm_simulator)
-            .map_err(op_err)?,
+        Some(t) => {
+            rollback_admit::epoch_for(Some(t), false, a.dangerous_tpm_simulator).map_err(op_err)?
+        }
         None => None,
     };
     let guard = rollback_admit::Guard::load(&c.root, epoch).map_err(op_err)?;

@@ -142,12 +142,9 @@ fn prepare(a: PrepareArgs) -> CliResult {
             return Err(op_err("soft-reboot prepare: IMAGE is required"));
         };
         // Floors and epoch first (exit 2 if unreadable), before the TPM is opened to measure.
-        let epoch = crate::rollback::admit::epoch_for(
-            a.tpm.as_deref(),
-            false,
-            a.dangerous_tpm_simulator,
-        )
-        .map_err(op_err)?;
+        let epoch =
+            crate::rollback::admit::epoch_for(a.tpm.as_deref(), false, a.dangerous_tpm_simulator)
+                .map_err(op_err)?;
         let rollback = crate::rollback::admit::Guard::load(&a.root, epoch).map_err(op_err)?;
         let spec = a.tpm.as_deref().unwrap_or(crate::measure::DEFAULT_TPM);
         let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(

@@ -331,7 +331,10 @@ mod tests {
         let back = parse_log(&b).unwrap();
         assert_eq!(back[0].content["imageVersion"], "2.1");
         // The digests are those of the string alone.
-        assert_eq!(back[0].digest(HashAlg::Sha256), Some(&HashAlg::Sha256.digest(b"x")[..]));
+        assert_eq!(
+            back[0].digest(HashAlg::Sha256),
+            Some(&HashAlg::Sha256.digest(b"x")[..])
+        );
     }
 
     #[test]

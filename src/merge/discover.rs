@@ -155,7 +155,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let v = t.path().join("var/lib/extensions/foo.raw.v");
         std::fs::create_dir_all(&v).unwrap();
-        for f in ["foo_1.9.raw", "foo_1.10.raw", "foo_9_sparc.raw", "bar_99.raw"] {
+        for f in [
+            "foo_1.9.raw",
+            "foo_1.10.raw",
+            "foo_9_sparc.raw",
+            "bar_99.raw",
+        ] {
             std::fs::write(v.join(f), b"x").unwrap();
         }
         let c = discover(t.path(), Class::Sysext, false);

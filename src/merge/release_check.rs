@@ -52,7 +52,9 @@ pub fn rollback_key(
     release: Option<&OsRelease>,
 ) -> (rollback::Class, String) {
     if cfg.nextroot {
-        let id = release.and_then(|r| r.get("IMAGE_ID")).filter(|s| !s.is_empty());
+        let id = release
+            .and_then(|r| r.get("IMAGE_ID"))
+            .filter(|s| !s.is_empty());
         return (rollback::Class::Root, id.unwrap_or(name).to_string());
     }
     (cfg.class.into(), release_name(name).to_string())
@@ -61,7 +63,10 @@ pub fn rollback_key(
 /// The floor name of the root tree mounted at `mnt`, admitted as `name` (see [`rollback_key`]).
 pub fn root_floor_key(name: &str, mnt: &Path) -> String {
     let rel = read_os_release(mnt).ok().flatten();
-    let id = rel.as_ref().and_then(|r| r.get("IMAGE_ID")).filter(|s| !s.is_empty());
+    let id = rel
+        .as_ref()
+        .and_then(|r| r.get("IMAGE_ID"))
+        .filter(|s| !s.is_empty());
     id.unwrap_or(name).to_string()
 }
 
@@ -82,7 +87,10 @@ fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
             .read_to_end(&mut bytes)
             .map_err(|e| format!("{}: {e}", mnt.join(p).display()))?;
         if bytes.len() as u64 > MAX_RELEASE {
-            return Err(format!("{}: larger than {MAX_RELEASE} bytes", mnt.join(p).display()));
+            return Err(format!(
+                "{}: larger than {MAX_RELEASE} bytes",
+                mnt.join(p).display()
+            ));
         }
         return OsRelease::parse(&bytes)
             .map(Some)

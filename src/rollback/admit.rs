@@ -69,7 +69,11 @@ impl Guard {
 /// The epoch of the TPM an admission measures into, read before that TPM is opened for measuring
 /// (swtpm serves one connection at a time): None without a TPM (`--dangerous-no-tpm` and no
 /// `--tpm`); a simulator must be allowed by name.
-pub fn epoch_for(tpm: Option<&str>, no_tpm: bool, simulator_ok: bool) -> Result<Option<u64>, String> {
+pub fn epoch_for(
+    tpm: Option<&str>,
+    no_tpm: bool,
+    simulator_ok: bool,
+) -> Result<Option<u64>, String> {
     let spec = match tpm {
         None if no_tpm => return Ok(None),
         None => crate::measure::DEFAULT_TPM,
@@ -149,14 +153,14 @@ mod tests {
             g.check(Class::Sysext, "foo", Some(&v1)).unwrap().as_deref(),
             Some("1")
         );
-        ratchet(
-            dir.path(),
-            &[(Class::Sysext, "foo".into(), "2".into())],
-        )
-        .unwrap();
+        ratchet(dir.path(), &[(Class::Sysext, "foo".into(), "2".into())]).unwrap();
         let g = Guard::load(dir.path(), None).unwrap();
         let r = g.check(Class::Sysext, "foo", Some(&v1)).unwrap_err();
-        assert!(r.to_string().contains("IMAGE_VERSION=1 is below the floor 2"), "{r}");
+        assert!(
+            r.to_string()
+                .contains("IMAGE_VERSION=1 is below the floor 2"),
+            "{r}"
+        );
         // Another class or name has no floor; no release at all is refused once a floor exists.
         assert!(g.check(Class::Confext, "foo", Some(&v1)).is_ok());
         assert!(matches!(
@@ -164,11 +168,7 @@ mod tests {
             Err(Refusal::NoVersion { .. })
         ));
         // A lower ratchet never lowers.
-        ratchet(
-            dir.path(),
-            &[(Class::Sysext, "foo".into(), "1".into())],
-        )
-        .unwrap();
+        ratchet(dir.path(), &[(Class::Sysext, "foo".into(), "1".into())]).unwrap();
         assert!(Guard::load(dir.path(), None)
             .unwrap()
             .check(Class::Sysext, "foo", Some(&v1))
