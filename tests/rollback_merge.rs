@@ -257,6 +257,8 @@ fn swtpm_root_a_versioned_directory_merges_its_newest_and_never_falls_back() {
         r#"
         $V sysext merge $M; echo "RC1=$?"
         echo "FILE=$(cat $R/usr/share/foo)"
+        echo "READ=$($V pcr read 13 --bank sha256 --tpm $S --json)"
+        echo "PREDICTED=$($V pcr predict --pcr 13 --bank sha256 --image $R/var/lib/extensions/foo.raw.v/foo_1.10.raw --trust $TR --with-bypass tpm-simulator --json)"
         $V sysext unmerge --root $R
         $V rollback raise foo 2 --root $R >&2
         $V sysext merge $M; echo "RC2=$?"
@@ -269,6 +271,16 @@ fn swtpm_root_a_versioned_directory_merges_its_newest_and_never_falls_back() {
     );
     assert!(
         out.contains("RC1=0\n") && out.contains("FILE=1.10\n"),
+        "{out}"
+    );
+    // pcr predict for the picked file computes what the merge put into PCR 13 (the version is
+    // recorded in the log, not measured).
+    let field = |k: &str| -> serde_json::Value {
+        serde_json::from_str(out.lines().find_map(|l| l.strip_prefix(k)).unwrap()).unwrap()
+    };
+    assert_eq!(
+        field("PREDICTED=")["banks"]["sha256"],
+        field("READ=")["sha256"]["13"],
         "{out}"
     );
     // The pick (1.10) is below the floor: refused, and 1.9 is not merged in its place.
