@@ -127,6 +127,7 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         echo "FILE2=$(cat $R/usr/share/foo)"
         $V sysext unmerge --root $R
         $V pcr replay --tpm $S --event-log $L >/dev/null && echo REPLAY_OK
+        echo "SHOWN=$($V log show --event-log $L | grep '^    version: ' | tr '\n' ,)"
         "#,
         &[("V1", &v1), ("V2", &v2), ("ST", &state)],
         &tpm,
@@ -178,6 +179,10 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         "{out}"
     );
     assert!(out.contains("REPLAY_OK"));
+    assert!(
+        out.contains("SHOWN=    version: 1.10,    version: 1.9,\n"),
+        "{out}"
+    );
     // The event log records each admitted image's version beside its (unchanged) event.
     let log = std::fs::read_to_string(t.path().join("tpm2-measure.log")).unwrap();
     let versions: Vec<&str> = log

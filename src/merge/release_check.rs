@@ -52,22 +52,20 @@ pub fn rollback_key(
     release: Option<&OsRelease>,
 ) -> (rollback::Class, String) {
     if cfg.nextroot {
-        let id = release
-            .and_then(|r| r.get("IMAGE_ID"))
-            .filter(|s| !s.is_empty());
-        return (rollback::Class::Root, id.unwrap_or(name).to_string());
+        return (rollback::Class::Root, root_key(name, release));
     }
     (cfg.class.into(), release_name(name).to_string())
 }
 
 /// The floor name of the root tree mounted at `mnt`, admitted as `name` (see [`rollback_key`]).
 pub fn root_floor_key(name: &str, mnt: &Path) -> String {
-    let rel = read_os_release(mnt).ok().flatten();
-    let id = rel
-        .as_ref()
-        .and_then(|r| r.get("IMAGE_ID"))
-        .filter(|s| !s.is_empty());
-    id.unwrap_or(name).to_string()
+    root_key(name, read_os_release(mnt).ok().flatten().as_ref())
+}
+
+/// A root's floor name: its os-release `IMAGE_ID=`, else the image name.
+fn root_key(name: &str, release: Option<&OsRelease>) -> String {
+    let id = release.and_then(|r| r.get("IMAGE_ID"));
+    id.filter(|s| !s.is_empty()).unwrap_or(name).to_string()
 }
 
 /// The os-release of a root tree (etc/os-release, else usr/lib/os-release), resolved inside the
