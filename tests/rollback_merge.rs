@@ -323,6 +323,7 @@ fn swtpm_root_boot_ratchet_key_raises_the_floor_and_the_report_names_rollback() 
     let (out, err) = run(
         r#"
         $V boot --config $C --report $J; echo "RC2=$?"
+        echo "VERSION2=$(grep -o '"version": *"[^"]*"' $J | sed 's/.*"\([^"]*\)"$/\1/')"
         $V sysext unmerge --root $R
         cp $V1 $R/var/lib/extensions/foo.raw
         $V boot --config $C --report $J; echo "RC1=$?"
@@ -334,6 +335,10 @@ fn swtpm_root_boot_ratchet_key_raises_the_floor_and_the_report_names_rollback() 
         &tr,
     );
     assert!(out.contains("RC2=0\n"), "{out}");
+    assert!(
+        out.contains("VERSION2=2\n"),
+        "the report names the accepted version: {out}"
+    );
     assert!(
         err.contains("--ratchet: floor of sysext foo set to 2"),
         "{err}"

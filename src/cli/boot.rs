@@ -152,6 +152,7 @@ impl ClassPipeline for Pipeline {
                 pcr: Some(m.measurement.pcr),
                 digest,
                 integrity: Some(integrity_used(cfg).to_string()),
+                version: m.info.version,
             });
         }
         for f in out.skipped {
@@ -175,6 +176,7 @@ impl ClassPipeline for Pipeline {
                 pcr: None,
                 digest: None,
                 integrity: None,
+                version: None,
             });
         }
         Ok(list)
