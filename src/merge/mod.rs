@@ -7,6 +7,5 @@ pub mod mutable;
 pub mod pipeline;
 pub mod plan;
 pub mod status;
-pub mod treedigest;
 pub mod version;
 pub mod vpick;
