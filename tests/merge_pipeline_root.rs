@@ -126,9 +126,15 @@ fn scenario() {
     let strings: Vec<&str> = recs.iter().filter_map(|r| r.string()).collect();
     for n in ["a", "c"] {
         for b in ["unprotected", "no-tpm"] {
-            let want = format!("dangerous:{b}:sysext:{n}:unprotected:unsigned");
+            // A directory tree is measured with its content digest (verity-tree-v1).
+            let want = format!("dangerous:{b}:sysext:{n}:unprotected-tree-");
+            let is_it = |s: &&&str| {
+                s.strip_prefix(want.as_str())
+                    .and_then(|r| r.strip_suffix(":unsigned"))
+                    .is_some_and(|d| d.len() == 64)
+            };
             assert_eq!(
-                strings.iter().filter(|s| **s == want).count(),
+                strings.iter().filter(is_it).count(),
                 2,
                 "{want} in {strings:?}"
             );

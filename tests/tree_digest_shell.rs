@@ -1,30 +1,12 @@
-//! The directory-extension digest (`merge::treedigest`, verity-tree-v1) against an independent
+//! The directory-extension digest (`image::treedigest`, verity-tree-v1) against an independent
 //! implementation of its documented manifest in find/stat/sha256sum/sort: same digest for a tree
 //! with directories, files, an empty file, a symlink and several modes; and a one-byte change in
 //! a file changes it.
 
-use std::process::Command;
+#[path = "support/treedigest_sh.rs"]
+mod treedigest_sh;
 
-const SHELL_MANIFEST: &str = r#"
-cd "$1"
-{
-  find . -type d -printf 'd %m %U %G - %p\n'
-  find . -type l -printf 'l %m %U %G %l %p\n'
-  find . -type f -printf '%m %U %G %s %p\n' | while read -r m u g s p; do
-    printf 'f %s %s %s %s:%s %s\n' "$m" "$u" "$g" "$s" "$(sha256sum "$p" | cut -d' ' -f1)" "$p"
-  done
-} | while read -r t m rest; do printf '%s %04d %s\n' "$t" "$m" "$rest"; done | LC_ALL=C sort -t' ' -k6,6 | sha256sum | cut -d' ' -f1
-"#;
-
-fn shell_digest(dir: &std::path::Path) -> String {
-    let o = Command::new("bash")
-        .args(["-c", SHELL_MANIFEST, "manifest"])
-        .arg(dir)
-        .output()
-        .expect("bash, find, sha256sum");
-    assert!(o.status.success());
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
+use treedigest_sh::shell_digest;
 
 #[test]
 fn tree_digest_matches_an_independent_shell_manifest() {
@@ -53,12 +35,12 @@ fn tree_digest_matches_an_independent_shell_manifest() {
     )
     .unwrap();
     std::os::unix::fs::symlink("../bin/tool", r.join("usr/share/tool-link")).unwrap();
-    let ours = verity::merge::treedigest::tree_digest(&r).unwrap();
+    let ours = verity::image::treedigest::tree_digest(&r).unwrap();
     assert_eq!(ours, shell_digest(&r));
     let mut data = std::fs::read(r.join("usr/share/data")).unwrap();
     data[50_000] ^= 1;
     std::fs::write(r.join("usr/share/data"), data).unwrap();
-    let changed = verity::merge::treedigest::tree_digest(&r).unwrap();
+    let changed = verity::image::treedigest::tree_digest(&r).unwrap();
     assert_ne!(changed, ours);
     assert_eq!(changed, shell_digest(&r));
 }

@@ -158,6 +158,13 @@ pub struct PredictArgs {
     /// the class, name, root hash and signer come from the verified image, as the merge gets them.
     #[arg(long = "image")]
     pub images: Vec<PathBuf>,
+    /// A directory extension to measure (repeatable, after the --image events): its event carries
+    /// the `verity-tree-v1` digest of the tree, as the merge measures it (`unprotected-tree-HEX`).
+    #[arg(long = "dir")]
+    pub dirs: Vec<PathBuf>,
+    /// The class of the --dir extensions: sysext or confext.
+    #[arg(long = "dir-class", default_value = "sysext")]
+    pub dir_class: String,
     /// Certificate directory for --image (repeatable; replaces the default verity.d search path).
     #[arg(long)]
     pub trust: Vec<PathBuf>,
@@ -474,6 +481,14 @@ fn predict(a: PredictArgs) -> CliResult {
                 images.push(image_admission(img, a.arch.clone(), &opts, &[])?.0);
             }
         }
+        if !a.dirs.is_empty() {
+            // A directory's admission measures its `dangerous:unprotected` record first, which the
+            // keylime/pcrlock export (one event per image) does not model: no wrong policy.
+            return Err(op_err(
+                "--dir works with --format text|json only: a directory extension is admitted \
+                 with an unprotected bypass record the keylime/pcrlock export does not model",
+            ));
+        }
         return super::predict_export::run(&a, &images);
     }
     let pcr_n = a
@@ -511,9 +526,13 @@ fn predict(a: PredictArgs) -> CliResult {
             admit(ev, &bypasses);
         }
     }
+    for d in &a.dirs {
+        let (ev, bypasses) = super::predict_dir::dir_admission(d, &a.dir_class, &a.with_bypass)?;
+        admit(ev, &bypasses);
+    }
     if events.is_empty() {
         return Err(op_err(
-            "nothing to predict: give --image IMG, --event STRING or --class/--name/--root-hash",
+            "nothing to predict: give --image IMG, --dir DIR, --event STRING or --class/--name/--root-hash",
         ));
     }
     let values = pcr::predict(pcr_n, &banks, &bases, &events).map_err(op_err)?;

@@ -6,7 +6,7 @@
 
 use super::Class;
 use crate::gate::Bypass;
-use crate::measure::{ImageEvent, Subject, UNPROTECTED};
+use crate::measure::{ImageEvent, Subject, UNPROTECTED, UNPROTECTED_TREE};
 use std::path::PathBuf;
 
 /// What kind of image a search-path entry is.
@@ -55,6 +55,10 @@ pub struct ImageInfo {
     pub signer: Option<String>,
     /// How it was protected: `unprotected`, `verity` or `signed`.
     pub protection: String,
+    /// A directory extension's `verity-tree-v1` content digest (lower-case hex) of the tree as
+    /// merged ([`super::treedigest`]); measured in place of a root hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_digest: Option<String>,
     /// Measured as a soft-reboot root (`nextroot`) rather than as its class.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nextroot: bool,
@@ -88,10 +92,11 @@ impl Subject for ImageInfo {
         ImageEvent {
             class: self.event_class().to_string(),
             name: self.name.clone(),
-            root_hash_hex: self
-                .root_hash
-                .clone()
-                .unwrap_or_else(|| UNPROTECTED.to_string()),
+            root_hash_hex: match (&self.root_hash, &self.tree_digest) {
+                (Some(h), _) => h.clone(),
+                (None, Some(d)) => format!("{UNPROTECTED_TREE}{d}"),
+                (None, None) => UNPROTECTED.to_string(),
+            },
             signer: self.signer.clone(),
         }
     }
@@ -119,6 +124,7 @@ mod tests {
             root_hash: Some("ab".into()),
             signer: None,
             protection: "verity".into(),
+            tree_digest: None,
             nextroot: false,
             bypasses: vec![],
             version: None,
@@ -127,5 +133,16 @@ mod tests {
         i.nextroot = true;
         i.root_hash = None;
         assert_eq!(i.event_string(), "nextroot:foo:unprotected:unsigned");
+        i.tree_digest = Some("cd".repeat(32));
+        assert_eq!(
+            i.event_string(),
+            format!("nextroot:foo:unprotected-tree-{}:unsigned", "cd".repeat(32))
+        );
+        assert!(i.event().validate().is_ok());
+        // The field parses back only as a whole SHA-256 digest.
+        i.tree_digest = Some("CD".repeat(32));
+        assert!(i.event().validate().is_err());
+        i.tree_digest = Some("cd".repeat(31));
+        assert!(i.event().validate().is_err());
     }
 }

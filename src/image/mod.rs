@@ -25,6 +25,7 @@ pub mod release;
 pub mod sidecar;
 pub mod sigpart;
 pub mod stamp;
+pub mod treedigest;
 pub mod trust;
 pub mod verify;
 

@@ -7,15 +7,16 @@
 //! explicitly allows ([`admit_directory`], recorded as a bypass). I/O edge (it reads the image and
 //! runs the trust-store check).
 
+mod admit;
+
 use super::content::{check_release, check_tree, seal_copy, TreeOutcome};
 use super::ddi::{Dissected, Extent, HashDevice, Layout, Signature};
 use super::fsread::{self, FsType};
-use super::info::{AdmitAs, ImageInfo};
 use super::policy::{Policy, State};
 use super::release::{OsRelease, Scope};
 use super::trust::{self, Signer};
 use super::Class;
-use crate::gate::{Bypass, Verified};
+use crate::gate::Verified;
 use crate::io::FileSource;
 use crate::sys::memfd::SealedMemfd;
 use crate::verity::authtree::AuthTree;
@@ -667,79 +668,7 @@ pub fn verify(
 /// here mint tokens.
 pub struct VerifyKey(());
 
-/// The token of an activated image, derived from (and consuming) the image's own token: the root
-/// hash, signer and protection are the ones [`verify`] established; `how` only names it. An image
-/// without a hash tree (admitted because the policy allows `unprotected`) carries that bypass.
-pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo> {
-    let vi = v.get();
-    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
-    let protection = match (&vi.integrity, &signer) {
-        (None, _) => "unprotected",
-        (Some(_), None) => "verity",
-        (Some(_), Some(_)) => "signed",
-    };
-    let mut bypasses = how.bypasses;
-    if vi.integrity.is_none() && !bypasses.contains(&Bypass::Unprotected) {
-        bypasses.insert(0, Bypass::Unprotected);
-    }
-    let info = ImageInfo {
-        name: how.name,
-        class: vi.class,
-        kind: how.kind,
-        path: how.path,
-        root_hash: vi.integrity.as_ref().map(|i| hex(&i.root_hash)),
-        signer,
-        protection: protection.into(),
-        nextroot: how.nextroot,
-        bypasses,
-        version: None,
-    };
-    Verified::mint(info, VerifyKey(()))
-}
-
-/// The token with the `IMAGE_VERSION=` that admission read from the verified, mounted tree's
-/// release file (the rollback step), so the event log can record it. Nothing else changes.
-pub fn with_version(v: Verified<ImageInfo>, version: Option<String>) -> Verified<ImageInfo> {
-    let info = ImageInfo {
-        version,
-        ..v.get().clone()
-    };
-    Verified::mint(info, VerifyKey(()))
-}
-
-/// A directory tree has no hash tree and no signature: it is admitted only when `policy` (the
-/// user's; the default admits signed images only) allows `unprotected` for root or usr, and its
-/// token records the [`Bypass::Unprotected`].
-pub fn admit_directory(policy: &Policy, how: AdmitAs) -> Result<Verified<ImageInfo>, String> {
-    let allowed = ["root", "usr"]
-        .iter()
-        .any(|d| policy.check(d, State::Unprotected, None, None).is_ok());
-    if !allowed {
-        return Err(format!(
-            "directory extensions are unprotected; the image policy {policy} does not allow \
-             unprotected images"
-        ));
-    }
-    let mut bypasses = vec![Bypass::Unprotected];
-    bypasses.extend(
-        how.bypasses
-            .into_iter()
-            .filter(|b| *b != Bypass::Unprotected),
-    );
-    let info = ImageInfo {
-        name: how.name,
-        class: how.class,
-        kind: how.kind,
-        path: how.path,
-        root_hash: None,
-        signer: None,
-        protection: "unprotected".into(),
-        nextroot: how.nextroot,
-        bypasses,
-        version: None,
-    };
-    Ok(Verified::mint(info, VerifyKey(())))
-}
+pub use admit::{activated, admit_directory, directory_allowed, with_version};
 
 /// A token around anything, for unit tests of the code that consumes tokens.
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub fn default_pcr(class: &str) -> Option<u32> {
 /// bypass): the weakened chain is measured and logged under this name rather than hidden.
 pub const UNPROTECTED: &str = "unprotected";
 
+/// The root-hash field of a directory extension: [`UNPROTECTED_TREE`] followed by the lower-case
+/// hex `verity-tree-v1` content digest of the tree as merged ([`crate::image::treedigest`]).
+pub const UNPROTECTED_TREE: &str = "unprotected-tree-";
+
 /// Why an event description was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventError {
@@ -85,7 +89,8 @@ pub struct ImageEvent {
     pub class: String,
     /// The image name (as in extension-release.NAME).
     pub name: String,
-    /// The dm-verity root hash, lower-case hex, or [`UNPROTECTED`].
+    /// The dm-verity root hash, lower-case hex, [`UNPROTECTED`], or [`UNPROTECTED_TREE`] and a
+    /// directory extension's tree digest.
     pub root_hash_hex: String,
     /// The lower-case hex SHA-256 of the signer certificate's DER; None for unsigned images.
     pub signer: Option<String>,
@@ -134,6 +139,15 @@ impl ImageEvent {
         }
         let h = &self.root_hash_hex;
         if h == UNPROTECTED {
+            return self.validate_signer();
+        }
+        if let Some(d) = h.strip_prefix(UNPROTECTED_TREE) {
+            if d.len() != 64 || !is_lower_hex(d) {
+                return Err(EventError::BadRootHash {
+                    hash: h.clone(),
+                    why: "is not unprotected-tree- and a lower-case hex SHA-256 tree digest",
+                });
+            }
             return self.validate_signer();
         }
         let bad_hash = |why| EventError::BadRootHash {

@@ -8,6 +8,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod release_check;
 pub mod status;
-pub mod treedigest;
 pub mod version;
 pub mod vpick;

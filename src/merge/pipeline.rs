@@ -307,14 +307,23 @@ pub fn prepare_image(
                     .map_err(|e| fail(name, path, Check::Policy, format!("image policy: {e}")))?,
                 None => Policy::signed_only(),
             };
-            // The image module decides (and records the bypass); only then is anything mounted.
-            let verified =
-                crate::image::verify::admit_directory(&policy, admit_as(name, path, kind, cfg))
-                    .map_err(|e| fail(name, path, Check::Policy, e))?;
+            // The image module decides before anything is mounted, then digests the read-only
+            // mount that is merged (and records the bypass).
+            crate::image::verify::directory_allowed(&policy)
+                .map_err(|e| fail(name, path, Check::Policy, e))?;
             let m = mount::clone_tree(path, true).map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::set_attrs(&m, IMAGE_ATTRS, true)
                 .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
+            let verified = crate::image::verify::admit_directory(
+                &policy,
+                admit_as(name, path, kind, cfg),
+                &target,
+            )
+            .map_err(|e| {
+                let _ = mount::detach(&target);
+                fail(name, path, Check::Integrity, e)
+            })?;
             (verified, Backing::None)
         }
         ImageKind::Raw | ImageKind::Block => admit_raw(name, path, kind, cfg, dm, &target)?,
