@@ -2,7 +2,8 @@
 //! the floor to the merged image's IMAGE_VERSION= (which the event log records), an older signed
 //! image put back is refused with the rollback reason and nothing is measured for it (event log
 //! and PCR 13 unchanged), `image verify` says exit 1, a corrupt state file stops the merge (exit 2,
-//! nothing merged), and without a floor the old image is admitted again. The TPM epoch refuses an
+//! nothing merged), and without a floor the old image is admitted again (and `refresh --ratchet`
+//! sets its floor). The TPM epoch refuses an
 //! image of a retired epoch even after the state file is deleted. Needs root (mounts inside
 //! `unshare -m`), swtpm, erofs-utils and util-linux.
 
@@ -125,6 +126,8 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         rm $ST $ST.good
         $V sysext merge $M; echo "RC_NOFLOOR=$?"
         echo "FILE2=$(cat $R/usr/share/foo)"
+        $V sysext refresh $M --ratchet; echo "RC_REFRESH=$?"
+        echo "FLOORS=$($V rollback show --json --root $R)"
         $V sysext unmerge --root $R
         $V pcr replay --tpm $S --event-log $L >/dev/null && echo REPLAY_OK
         echo "SHOWN=$($V log show --event-log $L | grep '^    version: ' | tr '\n' ,)"
@@ -178,9 +181,18 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
         out.contains("RC_NOFLOOR=0\n") && out.contains("FILE2=1.9\n"),
         "{out}"
     );
+    // refresh --ratchet sets the floor again, to what it admitted.
+    assert!(out.contains("RC_REFRESH=0\n"), "{out}");
+    let floors: serde_json::Value =
+        serde_json::from_str(out.lines().find_map(|l| l.strip_prefix("FLOORS=")).unwrap()).unwrap();
+    assert_eq!(
+        floors["floors"],
+        serde_json::json!([{"class": "sysext", "name": "foo", "version": "1.9"}]),
+        "{floors}"
+    );
     assert!(out.contains("REPLAY_OK"));
     assert!(
-        out.contains("SHOWN=    version: 1.10,    version: 1.9,\n"),
+        out.contains("SHOWN=    version: 1.10,    version: 1.9,    version: 1.9,\n"),
         "{out}"
     );
     // The event log records each admitted image's version beside its (unchanged) event.
@@ -202,7 +214,7 @@ fn swtpm_root_ratchet_then_an_older_image_is_refused_and_not_measured() {
                 .leak() as &str
         })
         .collect();
-    assert_eq!(versions, ["1.10", "1.9"]);
+    assert_eq!(versions, ["1.10", "1.9", "1.9"]);
 }
 
 #[test]
