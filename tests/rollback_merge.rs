@@ -3,9 +3,9 @@
 //! image put back is refused with the rollback reason and nothing is measured for it (event log
 //! and PCR 13 unchanged), `image verify` says exit 1, a corrupt state file stops the merge (exit 2,
 //! nothing merged), and without a floor the old image is admitted again (and `refresh --ratchet`
-//! sets its floor). The TPM epoch refuses an
-//! image of a retired epoch even after the state file is deleted. Needs root (mounts inside
-//! `unshare -m`), swtpm, erofs-utils and util-linux.
+//! sets its floor). The TPM epoch refuses an image of a retired epoch even after the state file is
+//! deleted; a `.v/` directory merges its newest entry and never falls back to an older one; boot's
+//! `ratchet = true`. Needs root (mounts inside `unshare -m`), swtpm, erofs-utils and util-linux.
 
 #[path = "support/swtpm.rs"]
 mod swtpm;
