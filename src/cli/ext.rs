@@ -261,6 +261,11 @@ pub(crate) fn run_merge(
             s.root.display()
         ));
     }
+    // Before the TPM is opened: a second merge waits here for the first one to finish.
+    let lock = match engine::lock_class(&s.root, cfg.class) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
     let log = crate::measure::EventLog::new(s.event_log.clone());
     let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if s.dangerous_no_tpm {
         eprintln!(
@@ -290,6 +295,7 @@ pub(crate) fn run_merge(
         workspace_base: PathBuf::from(WORKSPACE_BASE),
     };
     Ok(engine::merge(
+        &lock,
         &opts,
         measurer.as_mut(),
         dm_activator(),
