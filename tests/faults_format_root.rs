@@ -61,7 +61,11 @@ fn root_disk_full_during_format_exits_2_names_the_device_and_leaves_no_partial_f
 fn format_bytes(data: &Path, hash: &Path) -> Vec<u8> {
     let _ = std::fs::remove_file(hash);
     let st = Command::new(BIN)
-        .args(["format", "--salt=00", "--uuid=12345678-1234-1234-1234-123456789abc"])
+        .args([
+            "format",
+            "--salt=00",
+            "--uuid=12345678-1234-1234-1234-123456789abc",
+        ])
         .arg(data)
         .arg(hash)
         .stdout(Stdio::null())
@@ -84,7 +88,11 @@ fn sigkill_during_format_leaves_the_old_hash_file_or_the_complete_new_one() {
     for i in 0..24u64 {
         std::fs::write(p("hash"), &old).unwrap();
         let mut child = Command::new(BIN)
-            .args(["format", "--salt=00", "--uuid=12345678-1234-1234-1234-123456789abc"])
+            .args([
+                "format",
+                "--salt=00",
+                "--uuid=12345678-1234-1234-1234-123456789abc",
+            ])
             .arg(p("data"))
             .arg(p("hash"))
             .stdout(Stdio::null())
@@ -111,5 +119,8 @@ fn sigkill_during_format_leaves_the_old_hash_file_or_the_complete_new_one() {
         }
     }
     eprintln!("old {saw_old}, new {saw_new}");
-    assert!(saw_old > 0, "no kill landed before the rename: the test proves nothing");
+    assert!(
+        saw_old > 0,
+        "no kill landed before the rename: the test proves nothing"
+    );
 }

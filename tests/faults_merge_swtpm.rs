@@ -58,7 +58,10 @@ fn root_swtpm_two_merges_at_once_one_waits_and_the_result_is_one_merge() {
     rcs.sort();
     assert_eq!(rcs[0], "0", "{s}{e}");
     assert_ne!(rcs[1], "0", "both merges succeeded: {s}{e}");
-    assert!(e.contains("already merged"), "the second must see the first's merge: {e}");
+    assert!(
+        e.contains("already merged"),
+        "the second must see the first's merge: {e}"
+    );
     assert_eq!(field(&s, "CONTENT"), "1,2,");
     assert_eq!(field(&s, "OVERLAYS"), "1", "stacked overlays: {s}");
     assert_eq!(field(&s, "RECORDS"), "2", "each image measured once: {s}");
@@ -95,11 +98,18 @@ fn root_swtpm_event_log_filesystem_full_merges_nothing_without_its_record() {
     let s = String::from_utf8_lossy(&o.stdout);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(field(&s, "RC"), "1", "{s}{e}");
-    assert_eq!(field(&s, "VISIBLE"), "", "an image was merged without its record: {s}");
+    assert_eq!(
+        field(&s, "VISIBLE"),
+        "",
+        "an image was merged without its record: {s}"
+    );
     assert_eq!(field(&s, "OVERLAYS"), "0", "{s}");
     assert!(!field(&s, "STATUS").contains(r#""merged":true"#), "{s}");
     assert!(e.contains("No space left on device"), "{e}");
-    assert!(e.contains(&log.display().to_string()), "the log is named: {e}");
+    assert!(
+        e.contains(&log.display().to_string()),
+        "the log is named: {e}"
+    );
     // A record whose PCR extend happened but whose append failed leaves the log marked torn,
     // so the next merge refuses to append to it rather than hiding the gap.
     assert_ne!(field(&s, "RC2"), "0", "{s}{e}");
@@ -134,15 +144,25 @@ fn tpm_dies_after_first(strict: bool) -> (String, String) {
             ("S", tpm.spec()),
         ],
     );
-    assert!(proxy.is_dead() && proxy.extends() == 1, "the proxy never saw a PCR_Extend");
+    assert!(
+        proxy.is_dead() && proxy.extends() == 1,
+        "the proxy never saw a PCR_Extend"
+    );
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(field(&s, "RC"), "1", "{s}{e}");
     assert!(e.contains("TPM"), "the error names the TPM: {e}");
     // The log matches the TPM (replay against the real swtpm behind the proxy) and is not torn.
-    assert!(s.contains("REPLAY_OK"), "orphaned or missing record: {s}{e}");
+    assert!(
+        s.contains("REPLAY_OK"),
+        "orphaned or missing record: {s}{e}"
+    );
     assert_eq!(field(&s, "STICKY"), "-", "log left marked torn: {s}");
-    assert_eq!(field(&s, "RECORDS"), "1", "only the first image was measured: {s}");
+    assert_eq!(
+        field(&s, "RECORDS"),
+        "1",
+        "only the first image was measured: {s}"
+    );
     (s, e)
 }
 
@@ -205,5 +225,8 @@ fn root_swtpm_image_truncated_while_admitted_is_refused_or_admitted_whole() {
         }
     }
     eprintln!("refused {refused}, admitted whole {whole}");
-    assert!(refused > 0, "no truncation landed during admission: the test proves nothing");
+    assert!(
+        refused > 0,
+        "no truncation landed during admission: the test proves nothing"
+    );
 }

@@ -69,7 +69,11 @@ fn root_swtpm_sigkill_during_refresh_never_shows_a_half_merged_hierarchy() {
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(!s.contains("MERGE_FAILED"), "{s}");
     assert_ne!(field(&s, "KILLED"), "0", "no kill landed: {s}");
-    assert_eq!(field(&s, "BAD"), "", "the reader saw a broken hierarchy: {s}");
+    assert_eq!(
+        field(&s, "BAD"),
+        "",
+        "the reader saw a broken hierarchy: {s}"
+    );
     // status tells the truth: merged exactly when an overlay is on /usr.
     let mounted = field(&s, "MOUNTED") != "0";
     let status = field(&s, "STATUS");

@@ -448,7 +448,11 @@ fn veritysetup_fec_verify_with_a_wrong_root_exits_1_where_veritysetup_says_0() {
         .arg(format!("--uuid={UUID}")));
     let root = root_of(&out);
     let wrong = format!("{}00", &root[..root.len() - 2]);
-    let wrong = if wrong == root { format!("{}11", &root[..root.len() - 2]) } else { wrong };
+    let wrong = if wrong == root {
+        format!("{}11", &root[..root.len() - 2])
+    } else {
+        wrong
+    };
     let verify = |tool: &mut Command, r: &str| {
         run(tool
             .arg("verify")
@@ -463,9 +467,17 @@ fn veritysetup_fec_verify_with_a_wrong_root_exits_1_where_veritysetup_says_0() {
     // Damage data block 0: one block per codeword, within what 24 roots repair.
     corrupt_blocks(&p("data"), 4096, &[0]);
     let o = verify(&mut verity(), &root);
-    assert_eq!(o.status.code(), Some(0), "repairable data, right root: {o:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "repairable data, right root: {o:?}"
+    );
     let o = verify(&mut verity(), &wrong);
-    assert_eq!(o.status.code(), Some(1), "repairable data, wrong root: {o:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "repairable data, wrong root: {o:?}"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains(&wrong), "{o:?}");
     // The documented difference (README): veritysetup accepts this case.
     let v = verify(&mut vs(), &wrong);

@@ -272,7 +272,8 @@ fn veritysetup_sparse_data_files_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let block = pattern(4096);
-    let shapes: [(u64, Vec<(u64, &[u8])>); 4] = [
+    type Runs<'a> = Vec<(u64, &'a [u8])>;
+    let shapes: [(u64, Runs); 4] = [
         (64 << 20, vec![]),
         (64 << 20, vec![(0, &block), (33 << 20, &block[..100])]),
         (8 << 20, vec![((8 << 20) - 4096, &block)]),
@@ -286,14 +287,22 @@ fn veritysetup_sparse_data_files_are_byte_identical() {
                 format!("--salt={SALT}"),
                 format!("--uuid={UUID}"),
             ];
-            let ours = ok(verity().arg("format").args(&args).arg(p("data")).arg(p("o")));
+            let ours = ok(verity()
+                .arg("format")
+                .args(&args)
+                .arg(p("data"))
+                .arg(p("o")));
             let theirs = ok(veritysetup()
                 .arg("format")
                 .args(&args)
                 .arg(p("data"))
                 .arg(p("t")));
             let root = field(&ours, "Root hash:").unwrap();
-            assert_eq!(Some(root.clone()), field(&theirs, "Root hash:"), "shape {i}");
+            assert_eq!(
+                Some(root.clone()),
+                field(&theirs, "Root hash:"),
+                "shape {i}"
+            );
             assert!(
                 std::fs::read(p("o")).unwrap() == std::fs::read(p("t")).unwrap(),
                 "hash files differ for sparse shape {i} {alg}"

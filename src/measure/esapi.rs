@@ -10,9 +10,9 @@
 use super::tpm::{Tpm, TpmError, TpmSpec};
 use crate::digest::HashAlg;
 use std::str::FromStr;
+use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::response_code::Tss2ResponseCode;
 use tss_esapi::constants::CapabilityType;
-use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{PcrHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;

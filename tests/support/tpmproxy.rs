@@ -19,7 +19,10 @@ pub struct TpmProxy {
 }
 
 fn listen_pair() -> (TcpListener, TcpListener, u16) {
-    for p in (31000..39000u16).step_by(2).skip((std::process::id() % 997) as usize * 2) {
+    for p in (31000..39000u16)
+        .step_by(2)
+        .skip((std::process::id() % 997) as usize * 2)
+    {
         if let (Ok(a), Ok(b)) = (
             TcpListener::bind(("127.0.0.1", p)),
             TcpListener::bind(("127.0.0.1", p + 1)),
