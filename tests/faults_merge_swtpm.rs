@@ -3,8 +3,8 @@
 //! system full at append (nothing merged without its record, exit 1), the TPM gone between the
 //! first and the second of three images (a proxy that dies after the first PCR_Extend: only the
 //! measured image is visible, or with `--strict` nothing; exit 1 naming the TPM; no torn or orphan
-//! record), and an image truncated while being admitted (refused, nothing measured for it, or
-//! admitted whole from the sealed copy). Needs root (mounts in `unshare -m`), swtpm, erofs-utils.
+//! record), and an image truncated, overwritten or renamed over while being admitted (refused with
+//! nothing measured for it, or admitted whole, never a mix). Needs root (mounts in `unshare -m`), swtpm, erofs-utils.
 
 #[path = "support/faults.rs"]
 mod faults;
@@ -181,52 +181,71 @@ fn root_swtpm_tpm_gone_between_images_strict_merges_nothing() {
 }
 
 #[test]
-fn root_swtpm_image_truncated_while_admitted_is_refused_or_admitted_whole() {
+fn root_swtpm_image_truncated_or_replaced_while_admitted_is_refused_or_admitted_whole() {
     let tpm = Swtpm::start();
     let f = Fixture::new();
+    // Another valid signed image of the same name, kept aside as the replacement.
+    let other = f.path("other.raw");
+    std::fs::rename(f.ddi("big", "other\n", 48 << 20), &other).unwrap();
     let img = f.ddi("big", "whole\n", 48 << 20);
     let pristine = std::fs::read(&img).unwrap();
     let log = f.path("tpm2-measure.log");
-    let (mut refused, mut whole) = (0, 0);
-    for delay_ms in [0u32, 5, 20, 60, 150] {
-        std::fs::write(&img, &pristine).unwrap();
-        let _ = std::fs::remove_file(&log);
-        let script = format!(
-            r#"
-            $V sysext merge $M >&2 & P=$!
-            sleep 0.{delay_ms:03}; truncate -s 1M $I
-            wait $P; echo "RC=$?"
-            echo "CONTENT=$(cat $R/usr/share/big 2>/dev/null)"
-            echo "RECORDS=$(cat $L 2>/dev/null | grep -c '"eventType":"sysext"')"
-            $V sysext unmerge --root $R >/dev/null 2>&1
-            "#
-        );
-        let o = f.in_ns(
-            &script,
-            &[
-                ("M", f.merge_args(&tpm.spec(), &log)),
-                ("L", log.display().to_string()),
-                ("I", img.display().to_string()),
-            ],
-        );
-        let s = String::from_utf8_lossy(&o.stdout);
-        match field(&s, "RC") {
-            "1" => {
-                refused += 1;
-                assert_eq!(field(&s, "CONTENT"), "", "{s}");
-                assert_eq!(field(&s, "RECORDS"), "0", "measured but refused: {s}");
+    let (mut refused, mut merged) = (0, 0);
+    let faults = [
+        "truncate -s 1M $I",
+        "cp $O $I",
+        "cp $O $I.new && mv $I.new $I",
+    ];
+    for (i, delay_ms) in [0u32, 5, 20, 60, 150].into_iter().enumerate() {
+        for fault in faults {
+            std::fs::write(&img, &pristine).unwrap();
+            let _ = std::fs::remove_file(&log);
+            let script = format!(
+                r#"
+                $V sysext merge $M >&2 & P=$!
+                sleep 0.{:03}; {fault}
+                wait $P; echo "RC=$?"
+                echo "CONTENT=$(cat $R/usr/share/big 2>/dev/null)"
+                echo "RECORDS=$(cat $L 2>/dev/null | grep -c '"eventType":"sysext"')"
+                $V sysext unmerge --root $R >/dev/null 2>&1
+                "#,
+                delay_ms + i as u32
+            );
+            let o = f.in_ns(
+                &script,
+                &[
+                    ("M", f.merge_args(&tpm.spec(), &log)),
+                    ("L", log.display().to_string()),
+                    ("I", img.display().to_string()),
+                    ("O", other.display().to_string()),
+                ],
+            );
+            let s = String::from_utf8_lossy(&o.stdout);
+            match field(&s, "RC") {
+                "1" => {
+                    refused += 1;
+                    assert_eq!(field(&s, "CONTENT"), "", "{fault}: {s}");
+                    assert_eq!(
+                        field(&s, "RECORDS"),
+                        "0",
+                        "{fault}: measured but refused: {s}"
+                    );
+                }
+                "0" => {
+                    // Admitted from a whole image: the original, or the replacement if it was
+                    // complete before admission read it; never a mix (that would fail the tree).
+                    merged += 1;
+                    let c = field(&s, "CONTENT");
+                    assert!(c == "whole" || c == "other", "{fault}: {s}");
+                    assert_eq!(field(&s, "RECORDS"), "1", "{fault}: {s}");
+                }
+                rc => panic!("{fault}: exit {rc}: {s}"),
             }
-            "0" => {
-                whole += 1;
-                assert_eq!(field(&s, "CONTENT"), "whole", "{s}");
-                assert_eq!(field(&s, "RECORDS"), "1", "{s}");
-            }
-            rc => panic!("exit {rc}: {s}"),
         }
     }
-    eprintln!("refused {refused}, admitted whole {whole}");
+    eprintln!("refused {refused}, merged whole {merged}");
     assert!(
         refused > 0,
-        "no truncation landed during admission: the test proves nothing"
+        "no fault landed during admission: the test proves nothing"
     );
 }

@@ -72,6 +72,10 @@ fn root_vm_boot_test() {
             stdout.contains(&format!("\"pcr\":{pcr}")),
             "no record for PCR {pcr}"
         );
-        assert_eq!(read, chain(&stdout, pcr), "PCR {pcr}: TPM vs event log\n{stdout}");
+        assert_eq!(
+            read,
+            chain(&stdout, pcr),
+            "PCR {pcr}: TPM vs event log\n{stdout}"
+        );
     }
 }
