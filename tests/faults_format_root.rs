@@ -1,7 +1,7 @@
 //! Fault injection for `verity format` (issue 17): a full disk under the hash file (a small tmpfs in
 //! a private mount namespace, so root is needed) exits 2 naming the hash device and leaves no
-//! partial file, an existing hash file untouched; `SIGKILL` at random points leaves the old hash
-//! file or the complete new one, never a mix. Needs root and util-linux (`unshare`, `mount`).
+//! partial file, an existing hash file untouched; `SIGKILL` at spread-out points leaves the old hash
+//! and FEC files or the complete new ones, never a mix. Needs root and util-linux (`unshare`, `mount`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -57,63 +57,69 @@ fn root_disk_full_during_format_exits_2_names_the_device_and_leaves_no_partial_f
     assert!(e.contains("No space left on device"), "{e}");
 }
 
-/// Formats `data` into `hash` uninterrupted; returns the hash file's bytes.
-fn format_bytes(data: &Path, hash: &Path) -> Vec<u8> {
-    let _ = std::fs::remove_file(hash);
+const FORMAT: [&str; 4] = [
+    "format",
+    "--salt=00",
+    "--uuid=12345678-1234-1234-1234-123456789abc",
+    "--fec-roots=8",
+];
+
+/// Formats `data` into `out`.hash and `out`.fec uninterrupted; returns both files' bytes.
+fn format_bytes(data: &Path, out: &Path) -> (Vec<u8>, Vec<u8>) {
+    let (h, f) = (out.with_extension("hash"), out.with_extension("fec"));
+    let _ = std::fs::remove_file(&h);
+    let _ = std::fs::remove_file(&f);
     let st = Command::new(BIN)
-        .args([
-            "format",
-            "--salt=00",
-            "--uuid=12345678-1234-1234-1234-123456789abc",
-        ])
+        .args(FORMAT)
+        .arg(format!("--fec-device={}", f.display()))
         .arg(data)
-        .arg(hash)
+        .arg(&h)
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());
-    std::fs::read(hash).unwrap()
+    (std::fs::read(h).unwrap(), std::fs::read(f).unwrap())
 }
 
 #[test]
-fn sigkill_during_format_leaves_the_old_hash_file_or_the_complete_new_one() {
+fn sigkill_during_format_leaves_old_or_complete_new_hash_and_fec_files() {
     let t = tempfile::tempdir().unwrap();
     let p = |n: &str| t.path().join(n);
     std::fs::write(p("old-data"), pattern(4 << 20, 1)).unwrap();
     std::fs::write(p("data"), pattern(64 << 20, 2)).unwrap();
     let old = format_bytes(&p("old-data"), &p("ref-old"));
     let new = format_bytes(&p("data"), &p("ref-new"));
-    assert_ne!(old, new);
+    assert!(old.0 != new.0 && old.1 != new.1);
     let (mut saw_old, mut saw_new) = (0, 0);
     for i in 0..24u64 {
-        std::fs::write(p("hash"), &old).unwrap();
+        std::fs::write(p("out.hash"), &old.0).unwrap();
+        std::fs::write(p("out.fec"), &old.1).unwrap();
         let mut child = Command::new(BIN)
-            .args([
-                "format",
-                "--salt=00",
-                "--uuid=12345678-1234-1234-1234-123456789abc",
-            ])
+            .args(FORMAT)
+            .arg(format!("--fec-device={}", p("out.fec").display()))
             .arg(p("data"))
-            .arg(p("hash"))
+            .arg(p("out.hash"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Spread the kills over the run (a full format of 64 MiB takes some tens of ms).
-        std::thread::sleep(Duration::from_micros((i * 7919) % 120_000));
+        // Spread the kills over the run (hash and parity of 64 MiB take a few hundred ms).
+        std::thread::sleep(Duration::from_micros((i * 39_119) % 900_000));
         let _ = child.kill();
         child.wait().unwrap();
-        let got = std::fs::read(p("hash")).unwrap();
-        if got == old {
-            saw_old += 1;
-        } else if got == new {
-            saw_new += 1;
-        } else {
-            panic!("kill {i}: the hash file is neither the old nor the complete new one");
+        for (name, o, n) in [("out.hash", &old.0, &new.0), ("out.fec", &old.1, &new.1)] {
+            let got = std::fs::read(p(name)).unwrap();
+            if &got == o {
+                saw_old += 1;
+            } else if &got == n {
+                saw_new += 1;
+            } else {
+                panic!("kill {i}: {name} is neither the old nor the complete new one");
+            }
         }
         for e in std::fs::read_dir(t.path()).unwrap() {
             let n = e.unwrap().file_name().into_string().unwrap();
-            if n.starts_with(".hash.tmp.") {
+            if n.starts_with(".out.") {
                 std::fs::remove_file(p(&n)).unwrap();
             }
         }
@@ -121,6 +127,6 @@ fn sigkill_during_format_leaves_the_old_hash_file_or_the_complete_new_one() {
     eprintln!("old {saw_old}, new {saw_new}");
     assert!(
         saw_old > 0,
-        "no kill landed before the rename: the test proves nothing"
+        "no kill landed before a rename: the test proves nothing"
     );
 }
