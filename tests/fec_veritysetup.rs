@@ -429,3 +429,57 @@ fn veritysetup_parity_is_byte_identical_on_the_portable_paths() {
         );
     }
 }
+
+#[test]
+fn veritysetup_fec_verify_with_a_wrong_root_exits_1_where_veritysetup_says_0() {
+    // veritysetup 2.6 `verify --fec-device` with a wrong root hash returns 0 when the data has
+    // repairable errors (it reports "Found N repairable errors" and stops there). We must not: a
+    // root hash that does not match is a failed verification, exit 1, clean or damaged data alike.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    fs::write(p("data"), pattern(65536, 3)).unwrap();
+    let out = ok(verity()
+        .arg("format")
+        .arg(p("data"))
+        .arg(p("hash"))
+        .arg(format!("--fec-device={}", p("fec").display()))
+        .arg("--fec-roots=24")
+        .arg(format!("--salt={SALT}"))
+        .arg(format!("--uuid={UUID}")));
+    let root = root_of(&out);
+    let wrong = format!("{}00", &root[..root.len() - 2]);
+    let wrong = if wrong == root {
+        format!("{}11", &root[..root.len() - 2])
+    } else {
+        wrong
+    };
+    let verify = |tool: &mut Command, r: &str| {
+        run(tool
+            .arg("verify")
+            .arg(p("data"))
+            .arg(p("hash"))
+            .arg(r)
+            .arg(format!("--fec-device={}", p("fec").display()))
+            .arg("--fec-roots=24"))
+    };
+    let o = verify(&mut verity(), &wrong);
+    assert_eq!(o.status.code(), Some(1), "clean data, wrong root: {o:?}");
+    // Damage data block 0: one block per codeword, within what 24 roots repair.
+    corrupt_blocks(&p("data"), 4096, &[0]);
+    let o = verify(&mut verity(), &root);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "repairable data, right root: {o:?}"
+    );
+    let o = verify(&mut verity(), &wrong);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "repairable data, wrong root: {o:?}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&wrong), "{o:?}");
+    // The documented difference (README): veritysetup accepts this case.
+    let v = verify(&mut vs(), &wrong);
+    assert_eq!(v.status.code(), Some(0), "veritysetup changed: {v:?}");
+}

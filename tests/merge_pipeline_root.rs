@@ -85,7 +85,8 @@ fn scenario() {
         },
         seen: Vec::new(),
     };
-    match engine::merge(&opts(true), &mut m, None, false) {
+    let lock = engine::lock_class(&r, Class::Sysext).unwrap();
+    match engine::merge(&lock, &opts(true), &mut m, None, false) {
         Err(MergeError::Strict(f)) => assert_eq!(f.len(), 1),
         other => panic!("strict merge should fail: {other:?}"),
     }
@@ -96,7 +97,7 @@ fn scenario() {
     assert!(!r.join("usr/share/a").exists());
 
     m.seen.clear();
-    let out = engine::merge(&opts(false), &mut m, None, false).unwrap();
+    let out = engine::merge(&lock, &opts(false), &mut m, None, false).unwrap();
     let merged: Vec<&str> = out.merged.iter().map(|x| x.info.name.as_str()).collect();
     assert_eq!(merged, ["a", "c"]);
     assert_eq!(out.skipped.len(), 1);
@@ -146,6 +147,7 @@ fn scenario() {
     );
     let st = status(&r, Class::Sysext);
     assert_eq!(st[0].extensions, ["a", "c"]);
+    drop(lock); // unmerge takes the class lock itself
     let (done, _) = engine::unmerge(&r, Class::Sysext, &ws).unwrap();
     assert_eq!(done.len(), 1);
     assert!(!r.join("usr/share/a").exists());

@@ -320,8 +320,17 @@ fn openssl_cms_keyid_signers_are_matched_by_subject_key_identifier() {
             args.push("-noattr");
         }
         openssl(&args);
-        let asn1 = run("openssl", &["asn1parse", "-inform", "der", "-in", &sig]);
-        assert!(String::from_utf8_lossy(&asn1.stdout).contains("cont [ 0 ]"));
+        // The SignerInfo names its signer by the leaf's subjectKeyIdentifier: `[0] IMPLICIT`
+        // primitive (tag 0x80), 20 bytes, the exact SKI of leaf.crt. Every PKCS#7 has some
+        // `cont [ 0 ]`; only a v3 SignerInfo has these bytes.
+        let ski = leaf_ski();
+        let mut want = vec![0x80u8, ski.len() as u8];
+        want.extend_from_slice(&ski);
+        let der = std::fs::read(&sig).unwrap();
+        assert!(
+            der.windows(want.len()).any(|w| w == want.as_slice()),
+            "no [0] subjectKeyIdentifier signer id in {sig}"
+        );
         let o = verity(&[
             "verify-signature",
             "--root-hash",
@@ -348,4 +357,21 @@ fn openssl_cms_keyid_signers_are_matched_by_subject_key_identifier() {
         ]);
         assert_eq!(o.status.code(), Some(1));
     }
+}
+
+/// The subjectKeyIdentifier of keys/leaf.crt, as openssl prints it, in bytes.
+fn leaf_ski() -> Vec<u8> {
+    let c = key("leaf.crt");
+    let o = run(
+        "openssl",
+        &["x509", "-noout", "-ext", "subjectKeyIdentifier", "-in", &c],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let hex = text.lines().nth(1).expect("leaf.crt has an SKI").trim();
+    let ski: Vec<u8> = hex
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    assert_eq!(ski.len(), 20, "{text}");
+    ski
 }

@@ -1,6 +1,7 @@
 //! Differential test against veritysetup (cryptsetup-bin 2.6): over a matrix of algorithms, block
 //! sizes, formats, salts, superblock and layout, both tools must write byte-identical hash files
-//! with equal roots, and each must accept the other's output.
+//! with equal roots, and each must accept the other's output. Also: sha384, the large block sizes
+//! veritysetup accepts (64 KiB, 512 KiB; 1 MiB it refuses) and sparse data files.
 
 mod tree_support;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ fn digest_size(alg: &str) -> usize {
     match alg {
         "sha1" => 20,
         "sha256" => 32,
+        "sha384" => 48,
         _ => 64,
     }
 }
@@ -201,4 +203,116 @@ fn veritysetup_large_three_level_tree() {
     };
     let dir = tempfile::tempdir().unwrap();
     check(&c, dir.path(), 0);
+}
+
+#[test]
+fn veritysetup_large_blocks_and_every_algorithm() {
+    // Block sizes from 512 B to 512 KiB (veritysetup's maximum), mixed data/hash sizes, with
+    // sha384 too (the matrix above has sha1, sha256, sha512 only).
+    let dir = tempfile::tempdir().unwrap();
+    let mut i = 0;
+    for alg in ["sha1", "sha256", "sha384", "sha512"] {
+        for (dbs, hbs) in [
+            (512, 512),
+            (1024, 1024),
+            (65536, 65536),
+            (524288, 524288),
+            (512, 524288),
+            (524288, 1024),
+            (65536, 512),
+        ] {
+            for superblock in [false, true] {
+                let c = Case {
+                    alg,
+                    dbs,
+                    hbs,
+                    format: 1,
+                    salt: true,
+                    superblock,
+                    same_file: superblock,
+                    bytes: 5 * dbs.max(hbs) + 100,
+                };
+                check(&c, dir.path(), i);
+                i += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn veritysetup_refuses_and_we_refuse_one_mebibyte_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    std::fs::write(&d, pattern(2 << 20)).unwrap();
+    for tool in [verity(), veritysetup()] {
+        let mut cmd = tool;
+        let o = run(cmd
+            .arg("format")
+            .arg("--data-block-size=1048576")
+            .arg("--hash-block-size=1048576")
+            .arg(&d)
+            .arg(dir.path().join("h")));
+        assert!(!o.status.success(), "{cmd:?} accepted 1 MiB blocks");
+    }
+}
+
+/// A data file of `len` bytes that is a hole except for `written` (offset, bytes) runs.
+fn sparse_file(p: &Path, len: u64, written: &[(u64, &[u8])]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(p).unwrap();
+    f.set_len(len).unwrap();
+    for (off, b) in written {
+        f.write_all_at(b, *off).unwrap();
+    }
+}
+
+#[test]
+fn veritysetup_sparse_data_files_are_byte_identical() {
+    // Holes read as zeros; a tool that skipped them (SEEK_DATA) or mis-sized the file would differ.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let block = pattern(4096);
+    type Runs<'a> = Vec<(u64, &'a [u8])>;
+    let shapes: [(u64, Runs); 4] = [
+        (64 << 20, vec![]),
+        (64 << 20, vec![(0, &block), (33 << 20, &block[..100])]),
+        (8 << 20, vec![((8 << 20) - 4096, &block)]),
+        (40 << 20, vec![(4096 * 1000 + 17, &block)]),
+    ];
+    for (i, (len, runs)) in shapes.iter().enumerate() {
+        for alg in ["sha256", "sha512"] {
+            sparse_file(&p("data"), *len, runs);
+            let args = [
+                format!("--hash={alg}"),
+                format!("--salt={SALT}"),
+                format!("--uuid={UUID}"),
+            ];
+            let ours = ok(verity()
+                .arg("format")
+                .args(&args)
+                .arg(p("data"))
+                .arg(p("o")));
+            let theirs = ok(veritysetup()
+                .arg("format")
+                .args(&args)
+                .arg(p("data"))
+                .arg(p("t")));
+            let root = field(&ours, "Root hash:").unwrap();
+            assert_eq!(
+                Some(root.clone()),
+                field(&theirs, "Root hash:"),
+                "shape {i}"
+            );
+            assert!(
+                std::fs::read(p("o")).unwrap() == std::fs::read(p("t")).unwrap(),
+                "hash files differ for sparse shape {i} {alg}"
+            );
+            ok(verity().arg("verify").arg(p("data")).arg(p("t")).arg(&root));
+            ok(veritysetup()
+                .arg("verify")
+                .arg(p("data"))
+                .arg(p("o"))
+                .arg(&root));
+        }
+    }
 }

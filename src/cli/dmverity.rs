@@ -341,18 +341,23 @@ fn format(a: FormatArgs) -> CliResult {
             c.hash_offset
         )));
     }
-    // A new hash file is written under a temporary name and renamed when complete; an existing
-    // file or device (or the data file itself) is written in place, as veritysetup does.
-    let pending = if a.hash_device.exists() {
-        None
-    } else {
-        Some(PendingFile::create(&a.hash_device).map_err(|e| {
-            op_err(format!(
-                "cannot create hash file {}: {e}",
-                a.hash_device.display()
-            ))
-        })?)
-    };
+    // A hash file is written under a temporary name and renamed when complete, so a crash or a
+    // full disk leaves the old file or the whole new one. An existing regular file is copied first
+    // (what lies outside the hash area survives, as with veritysetup's in-place write); a device
+    // or the data file itself is written in place.
+    let existing = std::fs::metadata(&a.hash_device).ok();
+    let pending = match existing {
+        Some(m) if same || !m.is_file() => None,
+        Some(_) => Some(PendingFile::create_from_copy(&a.hash_device)),
+        None => Some(PendingFile::create(&a.hash_device)),
+    }
+    .transpose()
+    .map_err(|e| {
+        op_err(format!(
+            "cannot create hash file {} (temporary copy beside it): {e}",
+            a.hash_device.display()
+        ))
+    })?;
     let file = match &pending {
         Some(p) => p.file().try_clone(),
         None => OpenOptions::new()
@@ -369,8 +374,14 @@ fn format(a: FormatArgs) -> CliResult {
     let end = geom.hash_end();
     let mut sink = FileSink::new(file);
     let bar = bytes_bar(geom.data_size(), c.json, "hashing");
-    let root = build_tree(&geom, &data, &mut sink, &|n| bar.set_position(n))
-        .map_err(|e| op_err(format!("{}: {e}", a.data.display())))?;
+    // A failed write names the hash device (the disk that is full), a failed read the data.
+    let root = build_tree(&geom, &data, &mut sink, &|n| bar.set_position(n)).map_err(|e| {
+        let dev = match e {
+            crate::verity::build::BuildError::WriteHash { .. } => &a.hash_device,
+            _ => &a.data,
+        };
+        op_err(format!("{}: {e}", dev.display()))
+    })?;
     bar.finish_and_clear();
     let file = sink.into_file();
     if !c.no_superblock {

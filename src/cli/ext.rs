@@ -277,6 +277,11 @@ pub(crate) fn run_merge(
             s.root.display()
         ));
     }
+    // Before the TPM is opened: a second merge waits here for the first one to finish.
+    let lock = match engine::lock_class(&s.root, cfg.class) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
     let log = crate::measure::EventLog::new(s.event_log.clone());
     let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if s.dangerous_no_tpm {
         eprintln!(
@@ -305,7 +310,8 @@ pub(crate) fn run_merge(
         mutable: s.mutable,
         workspace_base: PathBuf::from(WORKSPACE_BASE),
     };
-    let out = engine::merge(&opts, measurer.as_mut(), dm_activator(), refresh);
+    // The floors rise under the class lock, after the merge they belong to.
+    let out = engine::merge(&lock, &opts, measurer.as_mut(), dm_activator(), refresh);
     if let (true, Ok(o)) = (s.ratchet, &out) {
         ratchet_merged(&s.root, o)?;
     }

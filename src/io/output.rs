@@ -38,6 +38,18 @@ impl PendingFile {
         })
     }
 
+    /// Creates a temporary file beside the existing regular file `dest` holding a copy of its
+    /// bytes and its permissions, so a caller that rewrites part of `dest` in place can do so in the
+    /// copy and [`PendingFile::commit`] it: a crash leaves `dest` old or wholly new, never mixed.
+    /// (The owner is the caller's, as for any new file.)
+    pub fn create_from_copy(dest: &Path) -> io::Result<Self> {
+        let p = Self::create(dest)?;
+        let mut src = File::open(dest)?;
+        io::copy(&mut src, &mut p.file())?;
+        p.file().set_permissions(src.metadata()?.permissions())?;
+        Ok(p)
+    }
+
     /// The open temporary file.
     pub fn file(&self) -> &File {
         self.file.as_ref().expect("open until commit")

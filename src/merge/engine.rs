@@ -1,6 +1,8 @@
 //! The merge verbs as a library: discover, run every image through the pipeline, plan, apply.
 //! Failures are per image (reported, skipped); `strict` turns any failure into "change nothing",
-//! decided before anything is measured or mounted over a hierarchy.
+//! decided before anything is measured or mounted over a hierarchy. Merge, refresh and unmerge of
+//! one class under one root hold an exclusive `flock` on `<root>/run/verity/<class>.lock` for their
+//! whole run, so a second one waits and then sees the first one's result.
 
 use super::apply::{self, ApplyError, ApplyReport, Workspace};
 use super::discover::{discover, in_initrd, Candidate};
@@ -60,6 +62,46 @@ pub enum MergeError {
     /// Mounting failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The class's lock could not be taken.
+    #[error("lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The exclusive lock of one class under one root, held until dropped. [`merge`] requires it, so
+/// the caller takes it before opening the TPM (a second merge must wait, not race for the TPM).
+pub struct ClassLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock of `class` under `root`, waiting for a merge, refresh or unmerge that
+/// holds it: without it two merges both find the hierarchy unmerged, both measure and stack two
+/// overlays.
+pub fn lock_class(root: &Path, class: super::plan::Class) -> Result<ClassLock, MergeError> {
+    let dir = root.join("run/verity");
+    let path = dir.join(format!("{}.lock", class.name()));
+    let err = |source| MergeError::Lock {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    loop {
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => r.map_err(|e| err(e.into()))?,
+        }
+        return Ok(ClassLock { _file: f });
+    }
 }
 
 /// Discovers `cfg.class` images under `cfg.root`.
@@ -67,8 +109,9 @@ pub fn list(cfg: &PipelineConfig) -> Vec<Candidate> {
     discover(&cfg.root, cfg.class, in_initrd(&cfg.root))
 }
 
-/// `merge` (refresh = false) or `refresh` (true).
+/// `merge` (refresh = false) or `refresh` (true), under the class lock the caller holds.
 pub fn merge(
+    _lock: &ClassLock,
     opts: &MergeOptions,
     measurer: &mut dyn Measurer,
     dm: Option<&dyn DmActivator>,
@@ -170,6 +213,7 @@ pub fn unmerge(
     class: super::plan::Class,
     workspace_base: &Path,
 ) -> Result<(Vec<String>, Vec<String>), MergeError> {
+    let _lock = lock_class(root, class)?;
     let any = class
         .hierarchies()
         .iter()

@@ -4,7 +4,7 @@
 
 use super::super::{failed, op_err, progress::bytes_bar, CliError, CliResult};
 use crate::hex;
-use crate::io::{FileSink, FileSource};
+use crate::io::{output::PendingFile, FileSink, FileSource};
 use crate::verity::fec::layout::covered_hash_blocks;
 use crate::verity::fec::{correct_image, encode_parity, FecLayout, FecOutcome};
 use crate::verity::verify::Location;
@@ -123,14 +123,33 @@ pub(super) fn format_parity(
     }
     let hash_src = FileSource::from_file(clone(hash_file, hash_path)?, hash_path)
         .map_err(|e| op_err(format!("{}: {e}", hash_path.display())))?;
+    // A separate FEC file is written like the hash file: into a temporary file (a copy of an
+    // existing one) renamed over it when complete, so a crash leaves the old parity or the new.
+    // On the hash file it shares the hash file's fate; a device or the data file is in place.
+    let pending = if on_hash || same_path(fec_path, data_path) {
+        None
+    } else {
+        match std::fs::metadata(fec_path) {
+            Ok(m) if !m.is_file() => None,
+            Ok(_) => Some(PendingFile::create_from_copy(fec_path)),
+            Err(_) => Some(PendingFile::create(fec_path)),
+        }
+    }
+    .transpose()
+    .map_err(|e| {
+        op_err(format!(
+            "cannot create FEC file {} (temporary copy beside it): {e}",
+            fec_path.display()
+        ))
+    })?;
     let fec_file = if on_hash {
         clone(hash_file, hash_path)?
+    } else if let Some(p) = &pending {
+        clone(p.file(), fec_path)?
     } else {
         OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(fec_path)
             .map_err(|e| {
                 op_err(format!(
@@ -147,6 +166,10 @@ pub(super) fn format_parity(
     sink.file()
         .sync_all()
         .map_err(|e| op_err(format!("syncing {}: {e}", fec_path.display())))?;
+    if let Some(p) = pending {
+        p.commit()
+            .map_err(|e| op_err(format!("writing {}: {e}", fec_path.display())))?;
+    }
     Ok((l, on_hash))
 }
 
