@@ -70,6 +70,7 @@ fn scenario() {
             host: OsRelease::parse(b"ID=debian\n").unwrap(),
             arch: "x86-64".into(),
             workspace: Default::default(),
+            rollback: verity::rollback::admit::Guard::none(),
         },
         strict,
         noexec: None,

@@ -20,6 +20,7 @@ const ALL: &[&str] = &[
     "--mutable=ephemeral-import",
     "--noexec=yes",
     "--strict",
+    "--ratchet",
     "--pcr=13",
     "--dangerous-skip-release-check",
     "--dangerous-no-tpm",

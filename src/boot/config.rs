@@ -111,6 +111,10 @@ pub struct Config {
     /// What a rejected or missing required image means.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// After each class's successful merge, raise every merged image's rollback floor to its
+    /// `IMAGE_VERSION=` (`--ratchet` of merge).
+    #[serde(default)]
+    pub ratchet: bool,
     /// Operate on another tree (search paths, hierarchies, os-release under it).
     #[serde(default = "default_root")]
     pub root: PathBuf,

@@ -102,6 +102,7 @@ mod tests {
                     pcr: ok.then(|| cfg.pcr(c)),
                     digest: None,
                     integrity: None,
+                    version: None,
                 })
                 .collect())
         }

@@ -46,6 +46,9 @@ pub struct ImageReport {
     /// How integrity was enforced: `kernel` (dm-verity) or `userspace`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integrity: Option<String>,
+    /// The `IMAGE_VERSION=` of an accepted image (from its verified release file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The overall result, which also fixes the exit code.
@@ -218,6 +221,7 @@ mod tests {
             pcr: (status == Status::Accepted).then_some(13),
             digest: (status == Status::Accepted).then(|| "ef".repeat(32)),
             integrity: (status == Status::Accepted).then(|| "kernel".into()),
+            version: None,
         }
     }
 

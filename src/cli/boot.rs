@@ -127,6 +127,7 @@ impl ClassPipeline for Pipeline {
             dangerous_no_tpm: false,
             dangerous_tpm_simulator: cfg.dangerous_tpm_simulator,
             mutable: crate::merge::mutable::MutableMode::No,
+            ratchet: cfg.ratchet,
         };
         let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
         for w in &out.apply.warnings {
@@ -151,6 +152,7 @@ impl ClassPipeline for Pipeline {
                 pcr: Some(m.measurement.pcr),
                 digest,
                 integrity: Some(integrity_used(cfg).to_string()),
+                version: m.info.version,
             });
         }
         for f in out.skipped {
@@ -174,6 +176,7 @@ impl ClassPipeline for Pipeline {
                 pcr: None,
                 digest: None,
                 integrity: None,
+                version: None,
             });
         }
         Ok(list)

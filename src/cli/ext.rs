@@ -95,6 +95,10 @@ pub struct ExtArgs {
     /// Any failing image stops the whole merge with nothing changed.
     #[arg(long, global = true)]
     strict: bool,
+    /// After a successful merge, raise each merged image's rollback floor to its IMAGE_VERSION=
+    /// (in ROOT/var/lib/verity/rollback.json; each change is logged on stderr).
+    #[arg(long, global = true)]
+    ratchet: bool,
     /// Mount with noexec (default: yes for confext, no for sysext).
     #[arg(long, global = true, value_parser = parse_yes_no)]
     noexec: Option<bool>,
@@ -159,6 +163,8 @@ pub(crate) struct MergeSetup {
     pub dangerous_tpm_simulator: bool,
     /// `--mutable`.
     pub mutable: MutableMode,
+    /// `--ratchet`: raise the floors of what was merged.
+    pub ratchet: bool,
 }
 
 impl ExtArgs {
@@ -197,6 +203,7 @@ impl ExtArgs {
             event_log: self.event_log.clone(),
             dangerous_no_tpm: self.dangerous_no_tpm,
             dangerous_tpm_simulator: self.dangerous_tpm_simulator,
+            ratchet: self.ratchet,
         }
     }
 }
@@ -216,6 +223,7 @@ fn config(s: &MergeSetup) -> PipelineConfig {
         force: s.force,
         nextroot: false,
         workspace: PathBuf::new(),
+        rollback: crate::rollback::admit::Guard::none(),
     }
 }
 
@@ -254,7 +262,15 @@ pub(crate) fn run_merge(
     s: &MergeSetup,
     refresh: bool,
 ) -> Result<Result<engine::MergeOutcome, MergeError>, String> {
-    let cfg = config(s);
+    let mut cfg = config(s);
+    // Floors and epoch are read before anything is opened or mounted: a corrupt state file or an
+    // unreadable epoch stops the merge here (exit 2), with nothing merged.
+    let epoch = crate::rollback::admit::epoch_for(
+        s.tpm.as_deref(),
+        s.dangerous_no_tpm,
+        s.dangerous_tpm_simulator,
+    )?;
+    cfg.rollback = crate::rollback::admit::Guard::load(&s.root, epoch)?;
     if cfg.host.get("ID").map(|s| s.is_empty()).unwrap_or(true) && !s.force {
         return Err(format!(
             "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
@@ -289,12 +305,26 @@ pub(crate) fn run_merge(
         mutable: s.mutable,
         workspace_base: PathBuf::from(WORKSPACE_BASE),
     };
-    Ok(engine::merge(
-        &opts,
-        measurer.as_mut(),
-        dm_activator(),
-        refresh,
-    ))
+    let out = engine::merge(&opts, measurer.as_mut(), dm_activator(), refresh);
+    if let (true, Ok(o)) = (s.ratchet, &out) {
+        ratchet_merged(&s.root, o)?;
+    }
+    Ok(out)
+}
+
+/// `--ratchet` after a successful merge: each merged image's floor rises to its version.
+fn ratchet_merged(root: &Path, o: &engine::MergeOutcome) -> Result<(), String> {
+    let admitted: Vec<_> = o
+        .merged
+        .iter()
+        .filter_map(|m| {
+            let v = m.info.version.clone()?;
+            let name = crate::merge::plan::release_name(&m.info.name).to_string();
+            Some((m.info.class.into(), name, v))
+        })
+        .collect();
+    crate::rollback::admit::ratchet(root, &admitted)
+        .map_err(|e| format!("merged, but --ratchet could not raise the floors: {e}"))
 }
 
 fn do_merge(class: Class, a: &ExtArgs, refresh: bool) -> CliResult {

@@ -8,6 +8,7 @@ use crate::image::policy::Policy;
 use crate::image::release::{OsRelease, Scope};
 use crate::image::verify::{verify, DataCheck, Outcome, Report, VerifyOptions};
 use crate::image::{arch, Class, DissectOptions, Dissected};
+use crate::rollback::admit as rollback_admit;
 use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -114,6 +115,13 @@ pub struct VerifyArgs {
     /// Match as in the initrd (scope initrd).
     #[arg(long)]
     pub initrd: bool,
+    /// Also check the image against the TPM rollback epoch of this TPM (`device:...` or
+    /// `swtpm:...`). The version floors are always those of ROOT/var/lib/verity/rollback.json.
+    #[arg(long)]
+    pub tpm: Option<String>,
+    /// Allow `--tpm swtpm:...` (tests, demos).
+    #[arg(long)]
+    pub dangerous_tpm_simulator: bool,
 }
 
 /// Runs an image command.
@@ -320,8 +328,48 @@ fn run_inspect(a: InspectArgs) -> CliResult {
     Ok(())
 }
 
+/// The `rollback` check of `image verify`: the verified extension-release's IMAGE_VERSION= and
+/// VERITY_EPOCH= against the floor of the image's (class, name) and the TPM epoch.
+fn rollback_check(r: &Report, guard: &rollback_admit::Guard) -> crate::image::verify::Check {
+    let rel = r.extension_release.as_ref();
+    let field = |k: &str| rel.and_then(|m| m.get(k)).map(String::as_str);
+    let found = crate::rollback::decide::Evidence {
+        version: field("IMAGE_VERSION"),
+        epoch: field("VERITY_EPOCH"),
+    };
+    let class = r.class.map(crate::rollback::Class::from);
+    let name = crate::merge::plan::release_name(&r.name);
+    let (result, detail) = match class {
+        None => (Outcome::Skip, "no extension class".to_string()),
+        Some(cl) => match guard.check_evidence(cl, name, &found) {
+            Ok(v) => (
+                Outcome::Pass,
+                format!(
+                    "{cl} {name}: IMAGE_VERSION={} is not below its floor",
+                    v.as_deref().unwrap_or("(none)")
+                ),
+            ),
+            Err(e) => (Outcome::Fail, format!("{cl} {name}: {e}")),
+        },
+    };
+    crate::image::verify::Check {
+        name: "rollback",
+        result,
+        detail,
+    }
+}
+
 fn run_verify(a: VerifyArgs) -> CliResult {
     let c = &a.common;
+    // The floors of the system at --root (default /), and the epoch of --tpm if given: read
+    // first, so a corrupt state file is exit 2 before anything is judged.
+    let epoch = match &a.tpm {
+        Some(t) => {
+            rollback_admit::epoch_for(Some(t), false, a.dangerous_tpm_simulator).map_err(op_err)?
+        }
+        None => None,
+    };
+    let guard = rollback_admit::Guard::load(&c.root, epoch).map_err(op_err)?;
     let policy = match &a.image_policy {
         Some(p) => Policy::parse(p).map_err(|e| op_err(format!("--image-policy: {e}")))?,
         None => Policy::signed_only(),
@@ -346,7 +394,16 @@ fn run_verify(a: VerifyArgs) -> CliResult {
         read_release: true,
         data: DataCheck::Here,
     };
-    let (r, res) = verify(d, &opts);
+    let (mut r, mut res) = verify(d, &opts);
+    if res.is_ok() {
+        // Only a verified image's release fields are judged (verify read them from the
+        // authenticated file system).
+        let check = rollback_check(&r, &guard);
+        if check.result == Outcome::Fail {
+            res = Err("rollback check failed".into());
+        }
+        r.checks.push(check);
+    }
     print_report(&r, c.json);
     match res {
         Ok(_) => Ok(()),

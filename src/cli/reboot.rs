@@ -71,6 +71,14 @@ pub struct PrepareArgs {
     /// measurement.
     #[arg(long)]
     pub dangerous_tpm_simulator: bool,
+    /// The system whose rollback floors apply (ROOT/var/lib/verity/rollback.json) and whose
+    /// verity.d holds the default certificates.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// After a successful prepare, raise the root's rollback floor (class root, its os-release
+    /// IMAGE_ID=) to its IMAGE_VERSION= (logged on stderr).
+    #[arg(long)]
+    pub ratchet: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -133,6 +141,11 @@ fn prepare(a: PrepareArgs) -> CliResult {
         let Some(image) = a.image else {
             return Err(op_err("soft-reboot prepare: IMAGE is required"));
         };
+        // Floors and epoch first (exit 2 if unreadable), before the TPM is opened to measure.
+        let epoch =
+            crate::rollback::admit::epoch_for(a.tpm.as_deref(), false, a.dangerous_tpm_simulator)
+                .map_err(op_err)?;
+        let rollback = crate::rollback::admit::Guard::load(&a.root, epoch).map_err(op_err)?;
         let spec = a.tpm.as_deref().unwrap_or(crate::measure::DEFAULT_TPM);
         let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(
             spec,
@@ -155,6 +168,9 @@ fn prepare(a: PrepareArgs) -> CliResult {
             integrity: a.integrity,
             pcr: a.pcr,
             workspace_base: a.workspace.clone(),
+            root: a.root.clone(),
+            rollback,
+            ratchet: a.ratchet,
         };
         prepare::prepare(&opts, &mut measurer).map_err(|e| {
             let m = format!("{}; nothing staged", e.message);

@@ -655,6 +655,10 @@ fn show(a: ShowArgs) -> CliResult {
             r.event_type().unwrap_or("-"),
             r.string().unwrap_or("")
         );
+        // Recorded beside an admitted image's event, not measured.
+        if let Some(v) = r.content.get("imageVersion").and_then(Value::as_str) {
+            println!("    version: {v}");
+        }
         for d in &r.digests {
             println!("    {}: {}", d.hash_alg, hex::encode(&d.digest));
         }

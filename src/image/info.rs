@@ -65,6 +65,10 @@ pub struct ImageInfo {
     /// Bypasses that weakened its admission, recorded before its measurement.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bypasses: Vec<Bypass>,
+    /// `IMAGE_VERSION=` of its verified release file (os-release for a root), once admission has
+    /// read it; recorded beside the event in the event log (not part of the measured string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl ImageInfo {
@@ -100,6 +104,10 @@ impl Subject for ImageInfo {
     fn bypasses(&self) -> Vec<Bypass> {
         self.bypasses.clone()
     }
+
+    fn version(&self) -> Option<String> {
+        self.version.clone()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +127,7 @@ mod tests {
             tree_digest: None,
             nextroot: false,
             bypasses: vec![],
+            version: None,
         };
         assert_eq!(i.event_string(), "confext:foo:ab:unsigned");
         i.nextroot = true;

@@ -668,7 +668,7 @@ pub fn verify(
 /// here mint tokens.
 pub struct VerifyKey(());
 
-pub use admit::{activated, admit_directory, directory_allowed};
+pub use admit::{activated, admit_directory, directory_allowed, with_version};
 
 /// A token around anything, for unit tests of the code that consumes tokens.
 #[cfg(test)]

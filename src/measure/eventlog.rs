@@ -130,6 +130,9 @@ pub struct NewRecord {
     pub timestamp_us: u64,
     /// The class: sysext, confext, nextroot.
     pub event_type: String,
+    /// The admitted image's `IMAGE_VERSION=` (`content.imageVersion`), when it carries one. Not
+    /// hashed: the PCR holds H(string) only, and the version is fixed by the root hash in it.
+    pub image_version: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -156,6 +159,8 @@ struct OutContent<'a> {
     timestamp: u64,
     #[serde(rename = "eventType")]
     event_type: &'a str,
+    #[serde(rename = "imageVersion", skip_serializing_if = "Option::is_none")]
+    image_version: Option<&'a str>,
 }
 
 impl NewRecord {
@@ -178,6 +183,7 @@ impl NewRecord {
                 boot_id: self.boot_id.as_deref(),
                 timestamp: self.timestamp_us,
                 event_type: &self.event_type,
+                image_version: self.image_version.as_deref(),
             },
         };
         frame(&serde_json::to_vec(&out).expect("plain structs serialize"))
@@ -309,7 +315,26 @@ mod tests {
             boot_id: Some("0123456789abcdef0123456789abcdef".into()),
             timestamp_us: 42,
             event_type: "sysext".into(),
+            image_version: None,
         }
+    }
+
+    #[test]
+    fn an_image_version_is_an_extra_content_field() {
+        let r = NewRecord {
+            image_version: Some("2.1".into()),
+            ..sample()
+        };
+        let b = r.to_bytes();
+        assert!(String::from_utf8_lossy(&b)
+            .ends_with("\"eventType\":\"sysext\",\"imageVersion\":\"2.1\"}}\n"));
+        let back = parse_log(&b).unwrap();
+        assert_eq!(back[0].content["imageVersion"], "2.1");
+        // The digests are those of the string alone.
+        assert_eq!(
+            back[0].digest(HashAlg::Sha256),
+            Some(&HashAlg::Sha256.digest(b"x")[..])
+        );
     }
 
     #[test]

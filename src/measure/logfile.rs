@@ -284,6 +284,7 @@ mod tests {
             boot_id: boot_id(),
             timestamp_us: boottime_us(),
             event_type: "sysext".into(),
+            image_version: None,
         }
     }
 

@@ -225,7 +225,7 @@ pub(crate) fn extend_and_append(
     log: &mut LogWriter,
     pcr: u32,
     banks: &[HashAlg],
-    string: &str,
+    (string, image_version): (&str, Option<&str>),
     event_type: &str,
 ) -> Result<Vec<(HashAlg, Vec<u8>)>, MeasureError> {
     let digests = pcr::event_digests(banks, string);
@@ -245,6 +245,7 @@ pub(crate) fn extend_and_append(
         boot_id: logfile::boot_id(),
         timestamp_us: logfile::boottime_us(),
         event_type: event_type.to_string(),
+        image_version: image_version.map(str::to_string),
     };
     log.append(&record)
         .map_err(|source| MeasureError::LogAfterExtend { pcr, source })?;
@@ -265,6 +266,7 @@ pub(crate) fn append_unmeasured(
         boot_id: logfile::boot_id(),
         timestamp_us: logfile::boottime_us(),
         event_type: event_type.to_string(),
+        image_version: None,
     };
     log.append(&record)?;
     Ok(())
@@ -302,7 +304,7 @@ pub fn measure_text_locked(
     event_type: &str,
 ) -> Result<MeasurementRecord, MeasureError> {
     let banks = measuring_banks(tpm, pcr)?;
-    let digests = extend_and_append(tpm, log, pcr, &banks, text, event_type)?;
+    let digests = extend_and_append(tpm, log, pcr, &banks, (text, None), event_type)?;
     Ok(MeasurementRecord {
         pcr,
         event: text.to_string(),

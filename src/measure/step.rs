@@ -25,6 +25,11 @@ pub trait Subject {
     fn event(&self) -> ImageEvent;
     /// Bypasses that weakened its admission, recorded before the event.
     fn bypasses(&self) -> Vec<Bypass>;
+    /// The version its verified content carries (`IMAGE_VERSION=`), recorded beside its event
+    /// (an extra `imageVersion` field of the record's content; the measured string is unchanged).
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The token's bypasses, then the context's, without repeats: the order they are measured in.
@@ -57,8 +62,13 @@ pub fn measure<T: Subject>(
         append_unmeasured(&mut w, &b.event_string(&event), BYPASS_EVENT_TYPE)?;
     }
     let mut digests = Vec::new();
-    for (string, event_type) in admission_events(&event, &ev.class, &bypasses) {
-        digests = extend_and_append(tpm, &mut w, pcr, &banks, &string, event_type)?;
+    let events = admission_events(&event, &ev.class, &bypasses);
+    let last = events.len() - 1;
+    let version = v.get().version();
+    for (i, (string, event_type)) in events.iter().enumerate() {
+        // Only the image's own record (the last) carries its version.
+        let version = version.as_deref().filter(|_| i == last);
+        digests = extend_and_append(tpm, &mut w, pcr, &banks, (string, version), event_type)?;
     }
     let record = MeasurementRecord {
         pcr,
@@ -131,7 +141,7 @@ pub fn record_bypass(
                 append_unmeasured(&mut w, &b.event_string(&string), BYPASS_EVENT_TYPE)?;
             }
             for (s, event_type) in &events {
-                digests = extend_and_append(tpm, &mut w, pcr, &banks, s, event_type)?;
+                digests = extend_and_append(tpm, &mut w, pcr, &banks, (s, None), event_type)?;
             }
         }
         None => {

@@ -1,5 +1,8 @@
 //! Finding extension images under `--root`: systemd's search paths per class, first directory
-//! holding a name wins, names from [`image_name`]. No validation here (that is the pipeline's).
+//! holding a name wins, names from [`image_name`]. A versioned directory (`NAME.raw.v/`,
+//! `NAME.v/`) stands for the one entry [`super::vpick`] picks in it: the newest that fits the
+//! host. No validation here (that is the pipeline's): if the pick's verified version is below its
+//! rollback floor it is refused, and no older entry is offered in its place.
 
 use super::pipeline::ImageKind;
 use super::plan::{image_name, Class};
@@ -45,6 +48,12 @@ pub fn discover(root: &Path, class: Class, in_initrd: bool) -> Vec<Candidate> {
                 continue;
             };
             let ft = md.file_type();
+            if ft.is_dir() && fname.ends_with(".v") {
+                if let Some(c) = versioned(&path, &fname, class) {
+                    found.entry(c.name.clone()).or_insert(c);
+                }
+                continue;
+            }
             let (kind, is_dir) = if ft.is_dir() {
                 (ImageKind::Directory, true)
             } else if ft.is_file() {
@@ -72,6 +81,48 @@ pub fn discover(root: &Path, class: Class, in_initrd: bool) -> Vec<Candidate> {
     found.into_values().collect()
 }
 
+/// The host's architecture (systemd id), from the running kernel.
+pub fn host_arch() -> &'static str {
+    use crate::image::arch;
+    rustix::system::uname()
+        .machine()
+        .to_str()
+        .ok()
+        .and_then(arch::from_uname)
+        .unwrap_or_else(arch::native)
+}
+
+/// The image a `.v/` directory stands for: its pick, named as the directory (`foo.raw.v` is
+/// `foo`). None when nothing in it fits or the newest entry is of the wrong type (systemd then
+/// treats the directory as unusable, and so do we: no fallback to an older entry).
+fn versioned(dir: &Path, fname: &str, class: Class) -> Option<Candidate> {
+    use super::vpick::{self, EntryKind, Filter};
+    let (base, suffix, kinds) = vpick::filter_for_dir(fname, class)?;
+    let entries = vpick::list_dir(dir).ok()?;
+    let f = Filter {
+        basename: &base,
+        suffix,
+        kinds,
+        architecture: None,
+        version: None,
+    };
+    let p = vpick::pick(&entries, &f, &vpick::host_architectures(host_arch())).ok()??;
+    let path = dir.join(&p.file_name);
+    let md = std::fs::metadata(&path).ok()?;
+    let kind = match entries.iter().find(|e| e.name == p.file_name)?.kind {
+        EntryKind::Directory => ImageKind::Directory,
+        EntryKind::Block => ImageKind::Block,
+        EntryKind::File => ImageKind::Raw,
+        EntryKind::Other => return None,
+    };
+    Some(Candidate {
+        name: base,
+        kind,
+        path,
+        mtime: md.mtime(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +148,28 @@ mod tests {
         assert_eq!(c[2].path, r.join("etc/extensions/foo"));
         assert_eq!(c[1].kind, ImageKind::Raw);
         assert!(discover(r, Class::Confext, false).is_empty());
+    }
+
+    #[test]
+    fn a_versioned_directory_stands_for_its_newest_fitting_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let v = t.path().join("var/lib/extensions/foo.raw.v");
+        std::fs::create_dir_all(&v).unwrap();
+        for f in [
+            "foo_1.9.raw",
+            "foo_1.10.raw",
+            "foo_9_sparc.raw",
+            "bar_99.raw",
+        ] {
+            std::fs::write(v.join(f), b"x").unwrap();
+        }
+        let c = discover(t.path(), Class::Sysext, false);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].name, "foo");
+        assert_eq!(c[0].kind, ImageKind::Raw);
+        assert_eq!(c[0].path, v.join("foo_1.10.raw"));
+        // The newest entry of the wrong type makes the directory unusable: no older fallback.
+        std::fs::create_dir(v.join("foo_2.raw")).unwrap();
+        assert!(discover(t.path(), Class::Sysext, false).is_empty());
     }
 }

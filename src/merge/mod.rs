@@ -6,6 +6,7 @@ pub mod engine;
 pub mod mutable;
 pub mod pipeline;
 pub mod plan;
+pub mod release_check;
 pub mod status;
 pub mod version;
 pub mod vpick;

@@ -1,6 +1,6 @@
 //! The per-image pipeline (DESIGN.md section 2), reusable by soft-reboot and the boot hook:
 //! open once by fd -> dissect -> signature + policy -> integrity activation -> read-only mount ->
-//! extension-release check -> measure. [`admit_image`] returns an [`Admitted`] image that is
+//! extension-release check -> rollback check (`release_check`) -> measure. [`admit_image`] returns an [`Admitted`] image that is
 //! mounted read-only in the workspace and held open, and whose token is a
 //! `Measured<Verified<ImageInfo>>`: nothing else can reach the overlay.
 //!
@@ -10,10 +10,10 @@
 //! sealed memfd and verifies that copy against the tree it authenticated (reading each hash block
 //! once), and that memfd is loop-mounted, so the checked bytes are the mounted bytes.
 
-use super::plan::{release_name, Class};
+use super::plan::Class;
 use crate::gate::{Bypass, Measured, Verified};
 use crate::image::policy::{Policy, State};
-use crate::image::release::{self, Host, OsRelease, Scope};
+use crate::image::release::{OsRelease, Scope};
 use crate::image::AdmitAs;
 pub use crate::image::{ImageInfo, ImageKind};
 use crate::sys::loopdev::{self, LoopDevice};
@@ -79,6 +79,8 @@ pub struct PipelineConfig {
     pub arch: String,
     /// A private directory where admitted images are mounted (`<workspace>/<name>`).
     pub workspace: PathBuf,
+    /// Version floors and TPM epoch every image is checked against (`Guard::none()` = none).
+    pub rollback: crate::rollback::admit::Guard,
 }
 
 /// The pipeline step that refused an image.
@@ -99,6 +101,8 @@ pub enum Check {
     Mount,
     /// extension-release compatibility.
     Release,
+    /// Rollback protection: the version (or epoch) is below its floor.
+    Rollback,
     /// PCR extend or event-log append.
     Measure,
 }
@@ -324,12 +328,14 @@ pub fn prepare_image(
         }
         ImageKind::Raw | ImageKind::Block => admit_raw(name, path, kind, cfg, dm, &target)?,
     };
-    if !cfg.force && !cfg.nextroot {
-        if let Err(r) = check_release(name, &target, cfg) {
+    // The release file of the mounted, verified tree: compatibility, then rollback.
+    let verified = match super::release_check::admit_release(name, &target, cfg, verified) {
+        Ok(v) => v,
+        Err((check, r)) => {
             let _ = mount::detach(&target);
-            return Err(fail(name, path, Check::Release, r));
+            return Err(fail(name, path, check, r));
         }
-    }
+    };
     Ok(Prepared {
         verified,
         mount_path: target,
@@ -579,76 +585,8 @@ fn detect_fs(src: &SealedMemfd) -> Option<&'static str> {
     }
 }
 
-/// Finds and checks the image's extension-release file under its mount.
-fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<(), String> {
-    let dir = mnt.join(cfg.class.release_dir());
-    let want = dir.join(format!("extension-release.{}", release_name(name)));
-    let text = match std::fs::read_to_string(&want) {
-        Ok(t) => t,
-        Err(_) => {
-            // systemd's fallback: a differently named file only with user.extension-release.strict=0.
-            let mut found = Vec::new();
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                for e in rd.flatten() {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with("extension-release.")
-                        && e.file_type().map(|t| t.is_file()).unwrap_or(false)
-                    {
-                        let mut buf = [0u8; 16];
-                        let strict_false = match rustix::fs::getxattr(
-                            e.path(),
-                            "user.extension-release.strict",
-                            &mut buf[..],
-                        ) {
-                            Ok(n) => matches!(
-                                std::str::from_utf8(&buf[..n])
-                                    .unwrap_or("")
-                                    .trim_end_matches('\0'),
-                                "0" | "no" | "false" | "n" | "off"
-                            ),
-                            Err(_) => false,
-                        };
-                        if strict_false {
-                            found.push(e.path());
-                        }
-                    }
-                }
-            }
-            match found.len() {
-                0 => {
-                    return Err(format!(
-                        "no extension-release.{} in {}",
-                        release_name(name),
-                        cfg.class.release_dir()
-                    ))
-                }
-                1 => std::fs::read_to_string(&found[0])
-                    .map_err(|e| format!("{}: {e}", found[0].display()))?,
-                _ => {
-                    return Err("more than one acceptable extension-release file (ENOTUNIQ)".into())
-                }
-            }
-        }
-    };
-    if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
-        return Err(
-            "image ships usr/lib/os-release, which would replace the host's identity".into(),
-        );
-    }
-    let ext = OsRelease::parse(text.as_bytes()).map_err(|e| e.to_string())?;
-    let host = Host {
-        os_release: &cfg.host,
-        arch: &cfg.arch,
-        scope: scope(cfg),
-        class: cfg.class,
-    };
-    release::validate(&host, &ext)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// The scope systemd requires of extensions: `initrd` in the initrd, else `system`.
-fn scope(cfg: &PipelineConfig) -> Scope {
+pub(super) fn scope(cfg: &PipelineConfig) -> Scope {
     if cfg.in_initrd {
         Scope::Initrd
     } else {

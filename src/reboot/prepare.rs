@@ -32,6 +32,12 @@ pub struct PrepareOptions {
     pub pcr: u32,
     /// Where the private workspace tmpfs is mounted.
     pub workspace_base: PathBuf,
+    /// The system whose verity.d and rollback state apply (`--root`, default /).
+    pub root: PathBuf,
+    /// Its floors and TPM epoch ([`crate::rollback::admit::Guard::load`]).
+    pub rollback: crate::rollback::admit::Guard,
+    /// `--ratchet`: after staging, raise the root's floor to its version.
+    pub ratchet: bool,
 }
 
 /// Which step refused the image, and why.
@@ -81,7 +87,7 @@ pub fn prepare(
         // The class only names the overlay kind; `nextroot` makes the token measure as a root,
         // and the extension-release check does not apply to a whole OS (it is checked as one).
         class: Class::Sysext,
-        root: PathBuf::from("/"),
+        root: opts.root.clone(),
         image_policy: opts.image_policy.clone(),
         trust: opts.trust.clone(),
         integrity: opts.integrity,
@@ -92,6 +98,7 @@ pub fn prepare(
         host: Default::default(),
         arch: String::new(),
         workspace: ws.images(),
+        rollback: opts.rollback.clone(),
     };
     let prepared = pipeline::prepare_image(&name, &opts.image, kind, &cfg, None)
         .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check, f.reason)))?;
@@ -110,9 +117,11 @@ pub fn prepare(
             return Err(check(format!("{img}: not a bootable OS tree: {e}")));
         }
     };
+    let floor_key = crate::merge::release_check::root_floor_key(&name, &mounted);
     let admitted = prepared
         .measure(opts.pcr, measurer)
         .map_err(|f| op(format!("{img}: measurement failed: {}", f.reason)))?;
+    let version = admitted.info().version.clone();
     let info = admitted.info();
     let rec = admitted.token().record();
     let facts = StageFacts {
@@ -132,5 +141,10 @@ pub fn prepare(
     )
     .map_err(op)?;
     drop(ws);
+    if let (true, Some(v)) = (opts.ratchet, version) {
+        let admitted = [(crate::rollback::Class::Root, floor_key, v)];
+        crate::rollback::admit::ratchet(&opts.root, &admitted)
+            .map_err(|e| op(format!("{img}: staged, but --ratchet failed: {e}")))?;
+    }
     Ok(record)
 }

@@ -21,8 +21,10 @@
 //! Pure core: [`floors`], [`mod@decide`], the version rules here. I/O edge: [`store`] (the state file,
 //! its lock and atomic replacement), [`epoch`] over the [`epoch::EpochNv`] trait (real: tss-esapi
 //! NV commands; fake: a software model of a TPM's NV counters), [`ops`] (raising and lowering,
-//! the latter measured into the event log).
+//! the latter measured into the event log), [`admit`] (the admission step: floors and epoch read
+//! once, each verified release file judged, `--ratchet`).
 
+pub mod admit;
 pub mod decide;
 pub mod epoch;
 pub mod floors;

@@ -35,6 +35,7 @@ pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo
         tree_digest: None,
         nextroot: how.nextroot,
         bypasses,
+        version: None,
     };
     Verified::mint(info, VerifyKey(()))
 }
@@ -84,6 +85,17 @@ pub fn admit_directory(
         tree_digest: Some(digest),
         nextroot: how.nextroot,
         bypasses,
+        version: None,
     };
     Ok(Verified::mint(info, VerifyKey(())))
+}
+
+/// The token with the `IMAGE_VERSION=` that admission read from the verified, mounted tree's
+/// release file (the rollback step), so the event log can record it. Nothing else changes.
+pub fn with_version(v: Verified<ImageInfo>, version: Option<String>) -> Verified<ImageInfo> {
+    let info = ImageInfo {
+        version,
+        ..v.get().clone()
+    };
+    Verified::mint(info, VerifyKey(()))
 }

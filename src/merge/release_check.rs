@@ -1,0 +1,162 @@
+//! The release-file steps of the pipeline, on the mounted, verified tree: the extension-release
+//! compatibility check (as systemd-sysext), then the rollback check ([`crate::rollback::admit`])
+//! on the `IMAGE_VERSION=` / `VERITY_EPOCH=` of that same file (os-release for a soft-reboot
+//! root). The version is never taken from a file name. The version found goes into the token, so
+//! the event log records it.
+
+use super::pipeline::{scope, Check, PipelineConfig};
+use super::plan::{release_name, Class};
+use crate::gate::Verified;
+use crate::image::release::{self, Host, OsRelease};
+use crate::image::ImageInfo;
+use crate::rollback;
+use std::io::Read;
+use std::path::Path;
+
+/// A release file larger than this is refused (systemd's are a few hundred bytes).
+const MAX_RELEASE: u64 = 64 << 10;
+
+/// Checks the release file of the image mounted at `mnt`, then its version against the floors.
+/// Returns the token carrying the version found.
+pub(super) fn admit_release(
+    name: &str,
+    mnt: &Path,
+    cfg: &PipelineConfig,
+    verified: Verified<ImageInfo>,
+) -> Result<Verified<ImageInfo>, (Check, String)> {
+    let release = if cfg.nextroot {
+        // A root is checked as an OS later; here only its os-release is read.
+        read_os_release(mnt).map_err(|e| (Check::Release, e))?
+    } else if cfg.force {
+        // --dangerous-skip-release-check skips compatibility, not rollback: without a readable
+        // release file the image has no version (refused once a floor exists).
+        read_release_text(name, mnt, cfg)
+            .ok()
+            .and_then(|t| OsRelease::parse(t.as_bytes()).ok())
+    } else {
+        Some(check_release(name, mnt, cfg).map_err(|r| (Check::Release, r))?)
+    };
+    let (class, key) = rollback_key(name, cfg, release.as_ref());
+    let version = cfg
+        .rollback
+        .check(class, &key, release.as_ref())
+        .map_err(|r| (Check::Rollback, format!("{class} {key}: {r}")))?;
+    Ok(crate::image::verify::with_version(verified, version))
+}
+
+/// The (class, name) a floor is kept for: an extension's name as in its extension-release file
+/// name; a root's `IMAGE_ID=` (its verified os-release), else its image name.
+pub fn rollback_key(
+    name: &str,
+    cfg: &PipelineConfig,
+    release: Option<&OsRelease>,
+) -> (rollback::Class, String) {
+    if cfg.nextroot {
+        return (rollback::Class::Root, root_key(name, release));
+    }
+    (cfg.class.into(), release_name(name).to_string())
+}
+
+/// The floor name of the root tree mounted at `mnt`, admitted as `name` (see [`rollback_key`]).
+pub fn root_floor_key(name: &str, mnt: &Path) -> String {
+    root_key(name, read_os_release(mnt).ok().flatten().as_ref())
+}
+
+/// A root's floor name: its os-release `IMAGE_ID=`, else the image name.
+fn root_key(name: &str, release: Option<&OsRelease>) -> String {
+    let id = release.and_then(|r| r.get("IMAGE_ID"));
+    id.filter(|s| !s.is_empty()).unwrap_or(name).to_string()
+}
+
+/// The os-release of a root tree (etc/os-release, else usr/lib/os-release), resolved inside the
+/// tree, never through a symlink out of it. None when it has none (the tree check refuses that).
+fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
+    use crate::sys::pivot;
+    use rustix::fs::OFlags;
+    use std::os::fd::AsFd;
+    let root = pivot::open_dir(mnt).map_err(|e| e.to_string())?;
+    for p in crate::reboot::plan::OS_RELEASE_PATHS {
+        let Ok(fd) = pivot::open_in_root(root.as_fd(), p, OFlags::RDONLY) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(MAX_RELEASE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", mnt.join(p).display()))?;
+        if bytes.len() as u64 > MAX_RELEASE {
+            return Err(format!(
+                "{}: larger than {MAX_RELEASE} bytes",
+                mnt.join(p).display()
+            ));
+        }
+        return OsRelease::parse(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", mnt.join(p).display()));
+    }
+    Ok(None)
+}
+
+/// Finds the image's extension-release file under its mount and returns its text: the file named
+/// for the image, or (systemd's fallback) the one file marked `user.extension-release.strict=0`.
+fn read_release_text(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<String, String> {
+    let dir = mnt.join(cfg.class.release_dir());
+    let want = dir.join(format!("extension-release.{}", release_name(name)));
+    if let Ok(t) = std::fs::read_to_string(&want) {
+        return Ok(t);
+    }
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("extension-release.")
+                && e.file_type().map(|t| t.is_file()).unwrap_or(false)
+                && strict_false(&e.path())
+            {
+                found.push(e.path());
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(format!(
+            "no extension-release.{} in {}",
+            release_name(name),
+            cfg.class.release_dir()
+        )),
+        1 => std::fs::read_to_string(&found[0]).map_err(|e| format!("{}: {e}", found[0].display())),
+        _ => Err("more than one acceptable extension-release file (ENOTUNIQ)".into()),
+    }
+}
+
+/// Whether the file is marked `user.extension-release.strict=0` (or no/false/n/off).
+fn strict_false(path: &Path) -> bool {
+    let mut buf = [0u8; 16];
+    match rustix::fs::getxattr(path, "user.extension-release.strict", &mut buf[..]) {
+        Ok(n) => matches!(
+            std::str::from_utf8(&buf[..n])
+                .unwrap_or("")
+                .trim_end_matches('\0'),
+            "0" | "no" | "false" | "n" | "off"
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Finds and checks the image's extension-release file; returns it parsed.
+fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<OsRelease, String> {
+    let text = read_release_text(name, mnt, cfg)?;
+    if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
+        return Err(
+            "image ships usr/lib/os-release, which would replace the host's identity".into(),
+        );
+    }
+    let ext = OsRelease::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    let host = Host {
+        os_release: &cfg.host,
+        arch: &cfg.arch,
+        scope: scope(cfg),
+        class: cfg.class,
+    };
+    release::validate(&host, &ext).map_err(|e| e.to_string())?;
+    Ok(ext)
+}
