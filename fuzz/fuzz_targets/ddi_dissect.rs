@@ -46,7 +46,7 @@ fuzz_target!(|input: &[u8]| {
     if mode & 1 == 1 && rest.len() >= 6 {
         let lens: Vec<usize> = rest[..6]
             .chunks(2)
-            .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % 4096)
+            .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])))
             .collect();
         rest = &rest[6..];
         for (s, n) in sidecars.iter().zip(lens) {
