@@ -31,4 +31,5 @@ pub mod reboot;
 pub mod rollback;
 pub mod sign;
 pub mod sys;
+pub mod timing;
 pub mod verity;

@@ -117,7 +117,46 @@ fn root_swtpm_boot_merges_and_reports() {
         assert_eq!(i["signer"].as_str().unwrap().len(), 64, "{n}");
         assert_eq!(i["pcr"], pcr, "{n}");
         assert_eq!(i["digest"].as_str().unwrap().len(), 64, "{n}");
+        // Issue 15 point 4: where the admission's time went, step by step, in pipeline order.
+        let steps: Vec<&str> = i["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "open",
+                "dissect",
+                "verity",
+                "signature",
+                "mount",
+                "release",
+                "measure"
+            ],
+            "{n}: {i}"
+        );
+        // Copying and checking the data is never free.
+        let verity = &i["steps"][2]["micros"];
+        assert!(verity.as_u64().unwrap() > 0, "{n}: {i}");
     }
+    let timing = rep["timing"].as_array().unwrap();
+    assert_eq!(timing.len(), 2, "{rep}");
+    for t in timing {
+        let (all, overlay) = (
+            t["micros"].as_u64().unwrap(),
+            t["overlayMicros"].as_u64().unwrap(),
+        );
+        assert!(overlay > 0 && overlay < all, "{t}");
+    }
+    assert!(
+        rep["micros"].as_u64().unwrap()
+            >= timing
+                .iter()
+                .map(|t| t["micros"].as_u64().unwrap())
+                .sum::<u64>()
+    );
     let evil = find("evil");
     assert_eq!(evil["status"], "rejected");
     assert!(

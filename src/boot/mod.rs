@@ -18,6 +18,11 @@ pub trait ClassPipeline {
     /// considered, accepted or rejected. `Err` means the class could not be processed at all (TPM
     /// unreachable, hierarchy busy), which is an error of the hook, not of an image.
     fn run_class(&mut self, class: Class, cfg: &Config) -> Result<Vec<ImageReport>, String>;
+
+    /// How long the last [`ClassPipeline::run_class`] spent on its overlays, if it got there.
+    fn last_overlay_micros(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Runs every configured class and builds the report; `log` receives each decision as it is made.
@@ -27,10 +32,19 @@ pub fn run(
     pipeline: &mut dyn ClassPipeline,
     log: &mut dyn FnMut(LogEvent<'_>),
 ) -> Report {
+    let started = std::time::Instant::now();
     let mut images = Vec::new();
     let mut errors = Vec::new();
+    let mut timing = Vec::new();
     for &class in &cfg.classes {
-        match pipeline.run_class(class, cfg) {
+        let t = std::time::Instant::now();
+        let ran = pipeline.run_class(class, cfg);
+        timing.push(report::ClassTiming {
+            class,
+            micros: crate::timing::micros(t.elapsed()),
+            overlay_micros: ran.as_ref().ok().and(pipeline.last_overlay_micros()),
+        });
+        match ran {
             Ok(list) => {
                 for i in list {
                     log(LogEvent::Image(&i));
@@ -44,13 +58,15 @@ pub fn run(
             }
         }
     }
-    let r = Report::new(
+    let mut r = Report::new(
         config_path,
         images,
         &cfg.required,
         errors,
         cfg.on_failure == config::OnFailure::Continue,
     );
+    r.timing = timing;
+    r.micros = crate::timing::micros(started.elapsed());
     for m in &r.missing_required {
         log(LogEvent::Error(&format!(
             "required image {m} was not accepted (on-failure = {:?})",
@@ -103,6 +119,7 @@ mod tests {
                     digest: None,
                     integrity: None,
                     version: None,
+                    steps: Default::default(),
                 })
                 .collect())
         }

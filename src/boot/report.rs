@@ -4,6 +4,7 @@
 //! Pure: builds values and strings; writing them is the caller's job.
 
 use super::config::Class;
+use crate::timing::Steps;
 use serde::Serialize;
 
 /// Whether an image made it in.
@@ -49,6 +50,23 @@ pub struct ImageReport {
     /// The `IMAGE_VERSION=` of an accepted image (from its verified release file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Where an accepted image's admission spent its time (open, dissect, signature, verity,
+    /// mount, release, measure), in microseconds.
+    #[serde(skip_serializing_if = "Steps::is_empty")]
+    pub steps: Steps,
+}
+
+/// One class's wall time, and the part of it spent building and switching in the overlays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassTiming {
+    /// sysext or confext.
+    pub class: Class,
+    /// The whole class: discovery, every image's admission, the overlays.
+    pub micros: u64,
+    /// The overlay step, when the class got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay_micros: Option<u64>,
 }
 
 /// The overall result, which also fixes the exit code.
@@ -94,6 +112,11 @@ pub struct Report {
     pub missing_required: Vec<String>,
     /// Errors that stopped a whole class (e.g. TPM unreachable).
     pub errors: Vec<String>,
+    /// Wall time per class, in the order they ran.
+    pub timing: Vec<ClassTiming>,
+    /// Wall time of every class's run together (first discovery to the last overlay), in
+    /// microseconds.
+    pub micros: u64,
 }
 
 impl Report {
@@ -133,6 +156,8 @@ impl Report {
             images,
             missing_required,
             errors,
+            timing: Vec::new(),
+            micros: 0,
         }
     }
 
@@ -222,6 +247,7 @@ mod tests {
             digest: (status == Status::Accepted).then(|| "ef".repeat(32)),
             integrity: (status == Status::Accepted).then(|| "kernel".into()),
             version: None,
+            steps: Steps::default(),
         }
     }
 

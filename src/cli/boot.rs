@@ -76,7 +76,11 @@ fn stderr_is_journal() -> bool {
 }
 
 /// The real per-class pipeline: the sysext/confext merge engine with the config's settings.
-struct Pipeline;
+/// The real per-class pipeline; remembers the last class's overlay time for the report.
+#[derive(Default)]
+struct Pipeline {
+    overlay_micros: Option<u64>,
+}
 
 fn merge_class(c: Class) -> crate::merge::plan::Class {
     match c {
@@ -110,6 +114,10 @@ fn integrity_used(cfg: &Config) -> &'static str {
 }
 
 impl ClassPipeline for Pipeline {
+    fn last_overlay_micros(&self) -> Option<u64> {
+        self.overlay_micros
+    }
+
     fn run_class(&mut self, class: Class, cfg: &Config) -> Result<Vec<ImageReport>, String> {
         let cc = cfg.class(class);
         let setup = super::ext::MergeSetup {
@@ -129,7 +137,9 @@ impl ClassPipeline for Pipeline {
             mutable: crate::merge::mutable::MutableMode::No,
             ratchet: cfg.ratchet,
         };
+        self.overlay_micros = None;
         let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
+        self.overlay_micros = Some(out.overlay_micros);
         for w in &out.apply.warnings {
             eprintln!("verity: warning: {}: {w}", class.name());
         }
@@ -153,6 +163,7 @@ impl ClassPipeline for Pipeline {
                 digest,
                 integrity: Some(integrity_used(cfg).to_string()),
                 version: m.info.version,
+                steps: m.steps,
             });
         }
         for f in out.skipped {
@@ -177,6 +188,7 @@ impl ClassPipeline for Pipeline {
                 digest: None,
                 integrity: None,
                 version: None,
+                steps: Default::default(),
             });
         }
         Ok(list)
@@ -205,7 +217,7 @@ fn boot(
     if let Some(p) = report_path {
         cfg.report = p;
     }
-    let mut pipeline = Pipeline;
+    let mut pipeline = Pipeline::default();
     let rep = hook::run(
         &cfg,
         &config_path.to_string_lossy(),

@@ -356,6 +356,7 @@ fn rollback_check(r: &Report, guard: &rollback_admit::Guard) -> crate::image::ve
         name: "rollback",
         result,
         detail,
+        micros: 0,
     }
 }
 

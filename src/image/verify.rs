@@ -84,6 +84,8 @@ pub struct Check {
     pub result: Outcome,
     /// What was found.
     pub detail: String,
+    /// Wall time since the previous check (or the start) in microseconds: what this check cost.
+    pub micros: u64,
 }
 
 /// Verity parameters, for reports.
@@ -136,6 +138,9 @@ pub struct Report {
     pub extension_release: Option<BTreeMap<String, String>>,
     /// The checks, in order.
     pub checks: Vec<Check>,
+    /// When the previous check ended, for [`Check::micros`].
+    #[serde(skip)]
+    clock: std::time::Instant,
 }
 
 /// One GPT partition, for reports.
@@ -172,10 +177,14 @@ impl Report {
     }
 
     fn push(&mut self, name: &'static str, result: Outcome, detail: impl Into<String>) {
+        let now = std::time::Instant::now();
+        let micros = crate::timing::micros(now - self.clock);
+        self.clock = now;
         self.checks.push(Check {
             name,
             result,
             detail: detail.into(),
+            micros,
         });
     }
 }
@@ -251,6 +260,7 @@ pub fn verify(
         signer: None,
         extension_release: None,
         checks: Vec::new(),
+        clock: std::time::Instant::now(),
     };
     match &d.layout {
         Layout::Gpt(g) => {

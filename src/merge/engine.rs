@@ -37,6 +37,8 @@ pub struct MergedImage {
     pub info: ImageInfo,
     /// Its measurement.
     pub measurement: MeasurementRecord,
+    /// How long each step of its admission took.
+    pub steps: crate::timing::Steps,
 }
 
 /// What a merge or refresh did.
@@ -48,6 +50,8 @@ pub struct MergeOutcome {
     pub skipped: Vec<ImageFailure>,
     /// The mounts.
     pub apply: ApplyReport,
+    /// Wall time of building and switching in the overlays, in microseconds.
+    pub overlay_micros: u64,
 }
 
 /// Why the whole operation failed.
@@ -181,6 +185,7 @@ pub fn merge(
             mutable: opts.mutable,
         },
     );
+    let overlay_start = std::time::Instant::now();
     let report = if p.hierarchies.is_empty() && refresh {
         // Nothing usable: refresh degrades to unmerge, like systemd.
         let (unmerged, warnings) = apply::unmerge(root, class, &ws)?;
@@ -198,12 +203,14 @@ pub fn merge(
         .map(|a| MergedImage {
             info: a.info().clone(),
             measurement: a.token().record().clone(),
+            steps: a.steps().clone(),
         })
         .collect();
     Ok(MergeOutcome {
         merged,
         skipped,
         apply: report,
+        overlay_micros: crate::timing::micros(overlay_start.elapsed()),
     })
 }
 

@@ -19,6 +19,7 @@ pub use crate::image::{ImageInfo, ImageKind};
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::SealedMemfd;
 use crate::sys::mount::{self, Attrs, FsOption};
+use crate::timing::Steps;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,7 @@ pub struct Admitted {
     token: Measured<Verified<ImageInfo>>,
     mount_path: PathBuf,
     _backing: Backing,
+    steps: Steps,
 }
 
 impl Admitted {
@@ -176,6 +178,11 @@ impl Admitted {
     /// Where its tree is mounted (read-only) in the workspace.
     pub fn mount_path(&self) -> &Path {
         &self.mount_path
+    }
+
+    /// How long each step of its admission took.
+    pub fn steps(&self) -> &Steps {
+        &self.steps
     }
 
     /// Hierarchies (e.g. `/usr`) in which this image has a non-empty directory.
@@ -240,6 +247,7 @@ pub struct Prepared {
     verified: Verified<ImageInfo>,
     mount_path: PathBuf,
     backing: Backing,
+    steps: Steps,
 }
 
 impl Prepared {
@@ -251,11 +259,13 @@ impl Prepared {
     /// Measures it; on failure its mount is removed and it is not admitted.
     pub fn measure(self, pcr: u32, measurer: &mut dyn Measurer) -> Result<Admitted, ImageFailure> {
         let (name, path) = (self.info().name.clone(), self.info().path.clone());
-        match measurer.measure(self.verified, pcr) {
+        let mut steps = self.steps;
+        match steps.time("measure", || measurer.measure(self.verified, pcr)) {
             Ok(token) => Ok(Admitted {
                 token,
                 mount_path: self.mount_path,
                 _backing: self.backing,
+                steps,
             }),
             Err(r) => {
                 let _ = mount::detach(&self.mount_path);
@@ -300,6 +310,7 @@ pub fn prepare_image(
             format!("{}: {e}", target.display()),
         )
     })?;
+    let mut steps = Steps::default();
     let (verified, backing) = match kind {
         ImageKind::Directory => {
             let policy = match cfg.image_policy.as_deref() {
@@ -315,21 +326,29 @@ pub fn prepare_image(
             mount::set_attrs(&m, IMAGE_ATTRS, true)
                 .map_err(|e| fail(name, path, Check::Mount, e))?;
             mount::attach(m, &target).map_err(|e| fail(name, path, Check::Mount, e))?;
-            let verified = crate::image::verify::admit_directory(
-                &policy,
-                admit_as(name, path, kind, cfg),
-                &target,
-            )
-            .map_err(|e| {
-                let _ = mount::detach(&target);
-                fail(name, path, Check::Integrity, e)
-            })?;
+            let verified = steps
+                .time("digest", || {
+                    crate::image::verify::admit_directory(
+                        &policy,
+                        admit_as(name, path, kind, cfg),
+                        &target,
+                    )
+                })
+                .map_err(|e| {
+                    let _ = mount::detach(&target);
+                    fail(name, path, Check::Integrity, e)
+                })?;
             (verified, Backing::None)
         }
-        ImageKind::Raw | ImageKind::Block => admit_raw(name, path, kind, cfg, dm, &target)?,
+        ImageKind::Raw | ImageKind::Block => {
+            admit_raw(name, path, kind, cfg, dm, &target, &mut steps)?
+        }
     };
     // The release file of the mounted, verified tree: compatibility, then rollback.
-    let verified = match super::release_check::admit_release(name, &target, cfg, verified) {
+    let released = steps.time("release", || {
+        super::release_check::admit_release(name, &target, cfg, verified)
+    });
+    let verified = match released {
         Ok(v) => v,
         Err((check, r)) => {
             let _ = mount::detach(&target);
@@ -340,6 +359,7 @@ pub fn prepare_image(
         verified,
         mount_path: target,
         backing,
+        steps,
     })
 }
 
@@ -353,11 +373,17 @@ fn admit_raw(
     cfg: &PipelineConfig,
     dm: Option<&dyn DmActivator>,
     target: &Path,
+    steps: &mut Steps,
 ) -> Result<(Verified<ImageInfo>, Backing), ImageFailure> {
     use crate::image;
     let f = |c, r: String| fail(name, path, c, r);
-    let file = File::open(path).map_err(|e| f(Check::Open, format!("open: {e}")))?;
-    let d = image::Dissected::open(file, path, &image::DissectOptions { arch: None })
+    let file = steps
+        .time("open", || File::open(path))
+        .map_err(|e| f(Check::Open, format!("open: {e}")))?;
+    let d = steps
+        .time("dissect", || {
+            image::Dissected::open(file, path, &image::DissectOptions { arch: None })
+        })
         .map_err(|e| f(Check::Dissect, e.to_string()))?;
     let dirs = if cfg.trust.is_empty() {
         crate::sign::TrustStore::default_dirs(&cfg.root)
@@ -390,6 +416,15 @@ fn admit_raw(
         },
     };
     let (report, res) = image::verify(d, &opts);
+    // The image module times its checks; the signature ones are one step, the rest is verity.
+    for c in &report.checks {
+        let step = if c.name.starts_with("signature") {
+            "signature"
+        } else {
+            "verity"
+        };
+        steps.add(step, std::time::Duration::from_micros(c.micros));
+    }
     let verified = res.map_err(|msg| {
         let failed = report.failures();
         let check = match failed.first().map(|c| c.name) {
@@ -413,7 +448,9 @@ fn admit_raw(
             },
         )
     })?;
-    activate(name, path, kind, cfg, dm, target, verified)
+    steps.time("mount", || {
+        activate(name, path, kind, cfg, dm, target, verified)
+    })
 }
 
 /// Turns the image module's token into a mounted image: the sealed memfd the image module
