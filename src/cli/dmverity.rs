@@ -227,8 +227,7 @@ fn print_stats() {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], CliError> {
     let mut b = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .map_err(|_| op_err("the system random generator failed"))?;
+    getrandom::fill(&mut b).map_err(|e| op_err(format!("the system random generator failed: {e}")))?;
     Ok(b)
 }
 
@@ -288,12 +287,9 @@ fn format(a: FormatArgs) -> CliResult {
     let salt = parse_salt(c.salt.as_deref())?;
     let uuid = match &a.uuid {
         Some(u) => parse_uuid(u).ok_or_else(|| op_err(format!("--uuid {u:?} is not a UUID")))?,
-        None => {
-            let mut u = random_bytes::<16>()?;
-            u[6] = (u[6] & 0x0f) | 0x40;
-            u[8] = (u[8] & 0x3f) | 0x80;
-            u
-        }
+        None => uuid::Builder::from_random_bytes(random_bytes::<16>()?)
+            .into_uuid()
+            .into_bytes(),
     };
     let data = open_source(&a.data, "data device")?;
     let whole = data.size() / dbs as u64;

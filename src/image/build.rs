@@ -5,7 +5,7 @@
 //! the same input and seed give the same bytes. I/O edge.
 
 use super::arch::{self, Role};
-use super::fsread::{FsType, TempDir};
+use super::fsread::FsType;
 use super::gpt::{self, Guid, NewPartition};
 use super::release;
 use super::sidecar::sidecar_path;
@@ -85,7 +85,8 @@ fn io_err(what: impl std::fmt::Display) -> impl Fn(std::io::Error) -> BuildError
     move |e| BuildError::Io(format!("{what}: {e}"))
 }
 
-/// Derives `n` bytes for `label` from the seed (SHA-256 of seed, label), or reads /dev/urandom.
+/// Derives `n` bytes for `label` from the seed (SHA-256 of seed, label), or takes them from the
+/// system random generator.
 fn material(seed: Option<&[u8]>, label: &str, n: usize) -> Result<Vec<u8>, BuildError> {
     match seed {
         Some(s) => {
@@ -105,19 +106,18 @@ fn material(seed: Option<&[u8]>, label: &str, n: usize) -> Result<Vec<u8>, Build
         }
         None => {
             let mut b = vec![0u8; n];
-            let f = std::fs::File::open("/dev/urandom").map_err(io_err("/dev/urandom"))?;
-            f.read_exact_at(&mut b, 0).map_err(io_err("/dev/urandom"))?;
+            getrandom::fill(&mut b)
+                .map_err(|e| BuildError::Io(format!("the system random generator: {e}")))?;
             Ok(b)
         }
     }
 }
 
+/// A version-4 (random) UUID from the first 16 bytes of `b`.
 fn v4(b: &[u8]) -> Guid {
     let mut g = [0u8; 16];
     g.copy_from_slice(&b[..16]);
-    g[6] = (g[6] & 0x0f) | 0x40;
-    g[8] = (g[8] & 0x3f) | 0x80;
-    Guid(g)
+    Guid(uuid::Builder::from_random_bytes(g).into_uuid().into_bytes())
 }
 
 /// Refuses a source tree without the extension-release file or with usr/lib/os-release.
@@ -253,7 +253,10 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     let staged = stage_release(o, &name, &fields)?;
     let src = staged.as_ref().map_or(o.src.as_path(), |s| s.path());
 
-    let tmp = TempDir::new().map_err(io_err("temporary directory"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("verity-image-")
+        .tempdir()
+        .map_err(io_err("temporary directory"))?;
     let fs_img = tmp.path().join("fs.img");
     make_fs(o, src, &fs_img)?;
     drop(staged);

@@ -10,8 +10,7 @@
 
 use super::build::BuildError;
 use super::release::OsRelease;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Replaces the lines assigning each key in `fields` with one `KEY=value` line each, appended at
@@ -48,23 +47,8 @@ pub fn stamp(text: &[u8], fields: &[(&str, String)], what: &str) -> Result<Vec<u
     Ok(out.into_bytes())
 }
 
-/// A copy of the source tree, removed on drop.
-pub struct Staged {
-    path: PathBuf,
-}
-
-impl Staged {
-    /// The copy's root.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+/// A copy of the source tree (a private temporary directory beside the output), removed on drop.
+pub type Staged = tempfile::TempDir;
 
 /// Copies `src` beside `output` and stamps `fields` into each of `release_files` (relative to the
 /// tree) that is a regular file; at least one must be.
@@ -82,13 +66,12 @@ pub fn stage(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = dir.join(format!(".{name}.stage.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .map_err(|e| BuildError::Io(format!("{}: {e}", path.display())))?;
-    let staged = Staged { path };
+    // tempfile makes the directory 0700 under a fresh random name, so a stale copy from a crashed
+    // run or another builder never collides with this one.
+    let staged = tempfile::Builder::new()
+        .prefix(&format!(".{name}.stage."))
+        .tempdir_in(dir)
+        .map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
     let out = Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")

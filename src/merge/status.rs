@@ -1,6 +1,12 @@
 //! Which hierarchies are merged by us, and with what: systemd's "ours" test (mount point, marker
 //! `dev` file present and equal to the hierarchy's st_dev) and the marker's extension list. Also
 //! the mountinfo parsing used to find submounts that must survive a merge or unmerge.
+//!
+//! The mountinfo parser stays hand-written (issue 16 asked for a maintained one): `procfs-core`
+//! 0.18, the obvious candidate, returns mount points with the kernel's octal escapes (`\040`,
+//! `\134`, ...) still in them (its issue #262 is open), which is exactly the bug class fuzzing found
+//! here; a dozen lines of unescaping with a fuzz target and regression tests is smaller than that
+//! dependency plus a post-processing step.
 
 use super::plan::{parse_dev, parse_list, Class};
 use crate::sys::mount;

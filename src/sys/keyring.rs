@@ -5,16 +5,33 @@
 //! is added to the *thread* keyring (invisible to other threads and processes), the table is loaded on
 //! the same thread, and the key is unlinked right after, as `veritysetup open` does.
 //!
-//! There is no rustix wrapper for `add_key`/`keyctl`, so these go through `libc::syscall`.
-#![allow(unsafe_code)]
+//! The `add_key`/`keyctl` system calls go through the `linux-keyutils` crate; its errors are turned
+//! back into the `io::Error` (with the errno) that the callers print.
 
-use std::ffi::CString;
+use linux_keyutils::{Key, KeyError, KeyRing, KeyRingIdentifier};
 use std::io;
 
-/// `KEY_SPEC_THREAD_KEYRING` from linux/keyctl.h: the calling thread's keyring, created on demand.
-const KEY_SPEC_THREAD_KEYRING: i32 = -1;
-/// `KEYCTL_UNLINK` from linux/keyctl.h.
-const KEYCTL_UNLINK: libc::c_long = 9;
+/// The `io::Error` for the errno that `linux-keyutils` folded into a `KeyError` (it keeps unknown
+/// errnos as numbers), so messages and `raw_os_error` stay what the raw syscalls gave.
+fn io_error(e: KeyError) -> io::Error {
+    let errno = match e {
+        KeyError::MissingFileOrDirectory => libc::ENOENT,
+        KeyError::PermissionDenied => libc::EPERM,
+        KeyError::AccessDenied => libc::EACCES,
+        KeyError::QuotaExceeded => libc::EDQUOT,
+        KeyError::BadAddress => libc::EFAULT,
+        KeyError::InvalidArguments => libc::EINVAL,
+        KeyError::KeyExpired => libc::EKEYEXPIRED,
+        KeyError::KeyRevoked => libc::EKEYREVOKED,
+        KeyError::KeyRejected => libc::EKEYREJECTED,
+        KeyError::OutOfMemory => libc::ENOMEM,
+        KeyError::KeyDoesNotExist => libc::ENOKEY,
+        KeyError::OperationNotSupported => libc::ENOTSUP,
+        KeyError::Unknown(n) => n,
+        other => return io::Error::other(format!("keyring: {other}")),
+    };
+    io::Error::from_raw_os_error(errno)
+}
 
 /// A `user` key linked into the calling thread's keyring; unlinked on drop.
 ///
@@ -22,39 +39,26 @@ const KEYCTL_UNLINK: libc::c_long = 9;
 /// happen on this thread.
 #[derive(Debug)]
 pub struct ThreadUserKey {
-    serial: i32,
+    ring: KeyRing,
+    key: Key,
     desc: String,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl ThreadUserKey {
-    /// Adds `payload` as a `user` key named `desc` to the thread keyring.
+    /// Adds `payload` as a `user` key named `desc` to the thread keyring (created on demand).
     pub fn add(desc: &str, payload: &[u8]) -> io::Result<Self> {
-        let ty = CString::new("user").expect("static string has no NUL");
-        let d = CString::new(desc).map_err(|_| {
-            io::Error::new(
+        if desc.contains('\0') {
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "key description contains a NUL byte",
-            )
-        })?;
-        // SAFETY: add_key(2) reads two NUL-terminated strings and `payload.len()` bytes from
-        // `payload`; all three pointers are valid for the duration of the call and nothing keeps
-        // them afterwards (the kernel copies the payload).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_add_key,
-                ty.as_ptr(),
-                d.as_ptr(),
-                payload.as_ptr() as *const libc::c_void,
-                payload.len(),
-                KEY_SPEC_THREAD_KEYRING,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
+            ));
         }
+        let ring = KeyRing::from_special_id(KeyRingIdentifier::Thread, true).map_err(io_error)?;
+        let key = ring.add_key(desc, payload).map_err(io_error)?;
         Ok(ThreadUserKey {
-            serial: r as i32,
+            ring,
+            key,
             desc: desc.to_string(),
             _not_send: std::marker::PhantomData,
         })
@@ -67,49 +71,27 @@ impl ThreadUserKey {
 
     /// The key's serial number.
     pub fn serial(&self) -> i32 {
-        self.serial
+        self.key.get_id().0
     }
 }
 
 impl Drop for ThreadUserKey {
     fn drop(&mut self) {
-        // SAFETY: keyctl(KEYCTL_UNLINK, key, keyring) takes two integers and touches no user memory.
         // Failure only leaves the key in a keyring that dies with this thread, so it is ignored.
-        unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_UNLINK,
-                self.serial,
-                KEY_SPEC_THREAD_KEYRING,
-            );
-        }
+        let _ = self.ring.unlink_key(self.key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use linux_keyutils::KeySerialId;
 
     /// Reads a key's payload back through keyctl(KEYCTL_READ), to check what the kernel stored.
     fn read_key(serial: i32) -> io::Result<Vec<u8>> {
-        const KEYCTL_READ: libc::c_long = 11;
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: KEYCTL_READ writes at most `buf.len()` bytes into `buf`, which is valid and
-        // exclusively borrowed for the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_READ,
-                serial,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.truncate(r as usize);
-        Ok(buf)
+        Key::from_id(KeySerialId(serial))
+            .read_to_vec()
+            .map_err(io_error)
     }
 
     #[test]

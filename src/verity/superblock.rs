@@ -139,25 +139,16 @@ impl Superblock {
 
 /// Formats a raw UUID as 8-4-4-4-12 lower-case text.
 pub fn uuid_to_string(u: &[u8; 16]) -> String {
-    let h = crate::hex::encode(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
-/// Parses 8-4-4-4-12 UUID text (either case) into raw bytes.
+/// Parses 8-4-4-4-12 UUID text (either case) into raw bytes. Only the hyphenated form: the `uuid`
+/// crate would also take the braced, URN and 32-digit forms, which veritysetup does not.
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let parts: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    if lens != [8, 4, 4, 4, 12] {
+    if s.len() != 36 {
         return None;
     }
-    crate::hex::decode(&parts.concat()).ok()?.try_into().ok()
+    uuid::Uuid::try_parse(s).ok().map(|u| u.into_bytes())
 }
 
 #[cfg(test)]
@@ -230,5 +221,9 @@ mod tests {
         let u = parse_uuid("12345678-1234-1234-1234-123456789ABC").unwrap();
         assert_eq!(uuid_to_string(&u), "12345678-1234-1234-1234-123456789abc");
         assert!(parse_uuid("1234").is_none());
+        // Only the hyphenated form, as before the uuid crate did the parsing.
+        assert!(parse_uuid("12345678123412341234123456789abc").is_none());
+        assert!(parse_uuid("{12345678-1234-1234-1234-123456789abc}").is_none());
+        assert!(parse_uuid("12345678-1234-1234-1234-123456789abg").is_none());
     }
 }
