@@ -227,7 +227,8 @@ fn print_stats() {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], CliError> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| op_err(format!("the system random generator failed: {e}")))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| op_err(format!("the system random generator failed: {e}")))?;
     Ok(b)
 }
 
