@@ -1,10 +1,12 @@
 //! Forward error correction for dm-verity: Reed-Solomon parity compatible with the kernel and
 //! veritysetup (RS(255, 255 - roots) over GF(2^8)/0x11d, interleaved across the covered blocks),
-//! a fast parallel encoder, and correction of bad blocks from that parity.
+//! a fast parallel encoder, an allocation-free decoder, and correction of bad blocks from that
+//! parity.
 //!
 //! Pure core: sources and sinks are [`BlockSource`](super::BlockSource)/[`BlockSink`](super::BlockSink).
 
 pub mod correct;
+pub mod decode;
 pub mod encode;
 pub mod gf;
 pub mod layout;

@@ -1,8 +1,8 @@
 //! The RS(255, k) code dm-verity uses (fcr 0, prim 1, 2 to 24 roots): a per-codeword encoder, a
 //! byte-sliced encoder that advances thousands of interleaved codewords with one message row at a
-//! time, and an errors-and-erasures decoder (Berlekamp-Massey, Chien search, Forney).
+//! time. The errors-and-erasures decoder is in [`super::decode`].
 
-use super::gf::{alpha_pow, div, eval_low_first, mul};
+use super::gf::{alpha_pow, mul};
 use super::FecError;
 
 /// Symbols in a full codeword.
@@ -173,120 +173,6 @@ impl Code {
         let zeros = vec![0u8; state.len() / self.roots];
         self.absorb_row(state, &zeros);
     }
-
-    /// Syndromes S_j = c(alpha^j), j < roots, of a whole 255-byte codeword (first byte = highest
-    /// degree). All zero means `cw` is a codeword.
-    fn syndromes(&self, cw: &[u8]) -> Vec<u8> {
-        (0..self.roots)
-            .map(|j| {
-                let a = alpha_pow(j);
-                cw.iter().fold(0u8, |acc, &c| mul(acc, a) ^ c)
-            })
-            .collect()
-    }
-
-    /// Corrects a 255-byte codeword in place (message first, then parity). `erasures` are
-    /// positions (0 ..= 254) known or suspected to be wrong. Returns the number of bytes changed;
-    /// on error `cw` is left as it was.
-    pub fn decode(&self, cw: &mut [u8], erasures: &[usize]) -> Result<usize, DecodeError> {
-        assert_eq!(cw.len(), N, "a codeword has 255 bytes");
-        let nr = self.roots;
-        let s = self.syndromes(cw);
-        if s.iter().all(|&x| x == 0) {
-            return Ok(0);
-        }
-        let mut eras: Vec<usize> = erasures.to_vec();
-        eras.sort_unstable();
-        eras.dedup();
-        if eras.len() > nr || eras.iter().any(|&p| p >= N) {
-            return Err(DecodeError::TooManyErasures {
-                given: eras.len(),
-                roots: nr,
-            });
-        }
-        // Erasure locator: prod (1 + X_k x), X_k = alpha^(254 - position).
-        let mut lambda = vec![0u8; nr + 1];
-        lambda[0] = 1;
-        for (deg, &p) in eras.iter().enumerate() {
-            let x = alpha_pow(N - 1 - p);
-            for i in (1..=deg + 1).rev() {
-                lambda[i] ^= mul(x, lambda[i - 1]);
-            }
-        }
-        let ne = eras.len();
-        // Berlekamp-Massey, seeded with the erasure locator.
-        let mut b = lambda.clone();
-        let mut el = ne;
-        for r in ne + 1..=nr {
-            let discr = (0..r).fold(0u8, |acc, i| acc ^ mul(lambda[i], s[r - 1 - i]));
-            if discr == 0 {
-                b.rotate_right(1);
-                b[0] = 0;
-                continue;
-            }
-            let mut t = lambda.clone();
-            for i in 1..=nr {
-                t[i] ^= mul(discr, b[i - 1]);
-            }
-            if 2 * el < r + ne {
-                el = r + ne - el;
-                for (bi, &li) in b.iter_mut().zip(&lambda) {
-                    *bi = div(li, discr);
-                }
-            } else {
-                b.rotate_right(1);
-                b[0] = 0;
-            }
-            lambda = t;
-        }
-        let deg = lambda.iter().rposition(|&x| x != 0).unwrap_or(0);
-        if deg == 0 {
-            return Err(DecodeError::Uncorrectable);
-        }
-        // Chien search over the 255 positions.
-        let mut locs = Vec::with_capacity(deg);
-        for p in 0..N {
-            let xinv = alpha_pow(255 - (N - 1 - p));
-            if eval_low_first(&lambda[..=deg], xinv) == 0 {
-                locs.push(p);
-            }
-        }
-        if locs.len() != deg {
-            return Err(DecodeError::Uncorrectable);
-        }
-        // Omega = S * Lambda mod x^roots; Forney with fcr 0: e = X * Omega(X^-1) / Lambda'(X^-1).
-        let omega: Vec<u8> = (0..nr)
-            .map(|i| (0..=i.min(deg)).fold(0u8, |acc, j| acc ^ mul(s[i - j], lambda[j])))
-            .collect();
-        let mut fixed = cw.to_vec();
-        let mut changed = 0;
-        for &p in &locs {
-            let xlog = N - 1 - p;
-            let xinv = alpha_pow(255 - xlog);
-            let num = eval_low_first(&omega, xinv);
-            // Formal derivative in characteristic 2: the odd terms, one degree lower.
-            let mut den = 0u8;
-            let mut i = 1;
-            while i <= deg {
-                den ^= mul(lambda[i], alpha_pow((255 - xlog) * (i - 1)));
-                i += 2;
-            }
-            if den == 0 {
-                return Err(DecodeError::Uncorrectable);
-            }
-            let e = mul(alpha_pow(xlog), div(num, den));
-            if e != 0 {
-                fixed[p] ^= e;
-                changed += 1;
-            }
-        }
-        // Past capacity the algebra can land on a wrong "solution"; only a real codeword counts.
-        if self.syndromes(&fixed).iter().any(|&x| x != 0) {
-            return Err(DecodeError::Uncorrectable);
-        }
-        cw.copy_from_slice(&fixed);
-        Ok(changed)
-    }
 }
 
 /// Parity state of `width` interleaved codewords in word-sliced form: row `i` (parity byte `i` of
@@ -406,6 +292,7 @@ fn absorb_fixed<const R: usize>(feedback: &[u8], state: &mut [u8], row: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verity::fec::gf::eval_low_first;
 
     #[test]
     fn generator_roots_are_consecutive_powers() {
@@ -479,108 +366,6 @@ mod tests {
             let mut out = vec![0u8; width * c.roots()];
             wide.write_parity(&mut out);
             assert_eq!(out, narrow, "roots {roots}");
-        }
-    }
-
-    #[test]
-    fn corrects_errors_up_to_half_the_roots() {
-        for roots in [2u32, 3, 7, 16, 24] {
-            let c = Code::new(roots).unwrap();
-            let good = codeword(&c, 1);
-            let t = roots as usize / 2;
-            let mut bad = good.clone();
-            for e in 0..t {
-                bad[e * 17 + 3] ^= 0x5a + e as u8;
-            }
-            assert_eq!(c.decode(&mut bad, &[]), Ok(t), "roots {roots}");
-            assert_eq!(bad, good);
-        }
-    }
-
-    #[test]
-    fn corrects_erasures_up_to_the_roots() {
-        for roots in [2u32, 3, 7, 16, 24] {
-            let c = Code::new(roots).unwrap();
-            let good = codeword(&c, 2);
-            let mut bad = good.clone();
-            let pos: Vec<usize> = (0..roots as usize).map(|e| e * 10 + 1).collect();
-            for &p in &pos {
-                bad[p] ^= 0xff;
-            }
-            assert_eq!(c.decode(&mut bad, &pos), Ok(pos.len()), "roots {roots}");
-            assert_eq!(bad, good);
-        }
-    }
-
-    #[test]
-    fn mixes_errors_and_erasures() {
-        // 2 * errors + erasures <= roots.
-        let c = Code::new(7).unwrap();
-        let good = codeword(&c, 3);
-        let mut bad = good.clone();
-        for p in [5, 100, 200, 250] {
-            bad[p] ^= 0x11;
-        }
-        bad[30] ^= 1;
-        assert_eq!(c.decode(&mut bad, &[5, 100, 200, 250, 3]), Ok(5));
-        assert_eq!(bad, good);
-    }
-
-    #[test]
-    fn past_capacity_fails_and_leaves_the_word() {
-        let c = Code::new(2).unwrap();
-        let mut bad = codeword(&c, 4);
-        bad[0] ^= 1;
-        bad[1] ^= 2;
-        let before = bad.clone();
-        assert_eq!(c.decode(&mut bad, &[]), Err(DecodeError::Uncorrectable));
-        assert_eq!(bad, before);
-        assert!(matches!(
-            c.decode(&mut bad, &[1, 2, 3]),
-            Err(DecodeError::TooManyErasures { given: 3, roots: 2 })
-        ));
-    }
-}
-
-#[cfg(test)]
-mod proptests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        /// Encode, corrupt within capacity (2 * errors + erasures <= roots), decode: the original.
-        #[test]
-        fn decode_undoes_corruption_within_capacity(
-            roots in MIN_ROOTS..=MAX_ROOTS,
-            msg in proptest::collection::vec(any::<u8>(), 253),
-            positions in proptest::collection::vec(0usize..N, 0..24),
-            values in proptest::collection::vec(1u8..=255, 24),
-            erase_first in 0usize..24,
-        ) {
-            let code = Code::new(roots).unwrap();
-            let k = code.k();
-            let mut cw = msg[..k].to_vec();
-            let mut parity = vec![0u8; roots as usize];
-            code.encode(&cw, &mut parity);
-            cw.extend_from_slice(&parity);
-            let good = cw.clone();
-            let mut pos = positions;
-            pos.sort_unstable();
-            pos.dedup();
-            // Choose how many are erasures (known) and errors (unknown) so the budget holds.
-            let n_eras = erase_first.min(pos.len()).min(roots as usize);
-            let n_err = ((roots as usize - n_eras) / 2).min(pos.len() - n_eras);
-            pos.truncate(n_eras + n_err);
-            for (p, v) in pos.iter().zip(&values) {
-                cw[*p] ^= v;
-            }
-            let eras = &pos[..n_eras];
-            let fixed = code.decode(&mut cw, eras);
-            prop_assert!(fixed.is_ok(), "roots {} eras {} errs {}", roots, n_eras, n_err);
-            prop_assert_eq!(fixed.unwrap(), pos.len());
-            prop_assert_eq!(cw, good);
         }
     }
 }
