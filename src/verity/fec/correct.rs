@@ -1,151 +1,18 @@
-//! Correcting bad blocks from the parity. A round (the k covered blocks that share codewords) is
-//! decoded codeword by codeword: first without erasure information, then, where that fails, with
-//! the round's blocks that failed their hash check as erasures (as the kernel does). Whole-image
-//! correction repeats verify -> decode until the tree verifies up to the root or nothing more can
-//! be done; corrections live in an overlay and are only handed back once re-verified, so callers
-//! never write a block the tree has not confirmed.
-
+//! Correcting bad blocks from the parity. A round (the k covered blocks that share codewords,
+//! see [`super::round`]) is decoded first without erasure information, then, where that fails,
+//! with the round's blocks that failed their hash check as erasures (as the kernel does).
+//! Whole-image correction repeats check -> decode until the tree verifies up to the root or
+//! nothing more can be done; corrections live in an overlay and are only handed back once
+//! re-verified, so callers never write a block the tree has not confirmed.
 use super::encode::read_covered;
 use super::layout::{FecLayout, Origin};
-use super::rs::Code;
+use super::round::{decode_block, decode_round};
 use super::FecIoError;
 use crate::verity::geometry::Geometry;
 use crate::verity::verify::{verify_image, BadBlock, Location, VerifyOptions, VerifyReport};
 use crate::verity::BlockSource;
 use std::collections::BTreeMap;
 use std::io;
-
-/// The result of decoding one round.
-#[derive(Debug, Clone)]
-pub struct RoundDecode {
-    /// The k message blocks after correction, one after another.
-    pub blocks: Vec<u8>,
-    /// Bytes changed in each of the k blocks.
-    pub changed: Vec<usize>,
-    /// Codewords (byte positions within a block) that could not be decoded.
-    pub failed: Vec<usize>,
-}
-
-/// Decodes round `round`. `erasures` are symbol positions (0 .. k) suspected bad; when given, each
-/// codeword is decoded with them first and without them only if that fails.
-pub fn decode_round<D, H, F>(
-    layout: &FecLayout,
-    data: &D,
-    hash: &H,
-    fec: &F,
-    round: u64,
-    erasures: &[usize],
-) -> Result<RoundDecode, FecIoError>
-where
-    D: BlockSource + ?Sized,
-    H: BlockSource + ?Sized,
-    F: BlockSource + ?Sized,
-{
-    let code = Code::new(layout.roots).expect("roots checked by FecLayout");
-    let bs = layout.block_size as usize;
-    let k = code.k();
-    let r = code.roots();
-    let mut blocks = vec![0u8; k * bs];
-    for j in 0..k {
-        let x = layout.block_at(round, j as u64);
-        read_covered(layout, data, hash, x, 1, &mut blocks[j * bs..(j + 1) * bs])?;
-    }
-    let mut parity = vec![0u8; bs * r];
-    let poff = layout.parity_offset(round);
-    fec.read_at(&mut parity, poff)
-        .map_err(|source| FecIoError::Read {
-            what: "FEC device",
-            offset: poff,
-            source,
-        })?;
-    let mut eras: Vec<usize> = erasures.iter().copied().filter(|&j| j < k).collect();
-    eras.sort_unstable();
-    eras.dedup();
-    eras.truncate(r);
-    let mut changed = vec![0usize; k];
-    let mut failed = Vec::new();
-    let mut cw = [0u8; 255];
-    for b in 0..bs {
-        for j in 0..k {
-            cw[j] = blocks[j * bs + b];
-        }
-        cw[k..].copy_from_slice(&parity[b * r..(b + 1) * r]);
-        let before = cw;
-        // With known-bad symbols, erasure decoding is tried first: plain decoding past its
-        // capacity tends to "succeed" with a wrong codeword rather than fail.
-        let ok = (!eras.is_empty() && code.decode(&mut cw, &eras).is_ok())
-            || code.decode(&mut cw, &[]).is_ok();
-        if !ok {
-            failed.push(b);
-            continue;
-        }
-        for j in 0..k {
-            if cw[j] != before[j] {
-                blocks[j * bs + b] = cw[j];
-                changed[j] += 1;
-            }
-        }
-    }
-    Ok(RoundDecode {
-        blocks,
-        changed,
-        failed,
-    })
-}
-
-/// Decodes covered block `x` (a data block index, or `data_blocks + i` for the i-th covered hash
-/// block). With `bad` empty it decodes without erasure information; otherwise `x` and the blocks in
-/// `bad` (other covered blocks known to be bad) are erasures. Returns the corrected block and the
-/// number of bytes changed, or `None` when some codeword of the block cannot be decoded. The
-/// result is NOT checked against the tree: hash it before trusting it, and if it does not match,
-/// call again with the known bad blocks (the kernel's order: plain first, then erasures).
-pub fn decode_block<D, H, F>(
-    layout: &FecLayout,
-    data: &D,
-    hash: &H,
-    fec: &F,
-    x: u64,
-    bad: &[u64],
-) -> Result<Option<(Vec<u8>, usize)>, FecIoError>
-where
-    D: BlockSource + ?Sized,
-    H: BlockSource + ?Sized,
-    F: BlockSource + ?Sized,
-{
-    let (round, j) = layout.position_of(x);
-    let eras = if bad.is_empty() {
-        Vec::new()
-    } else {
-        erasures_for(layout, round, j, bad.iter().copied())
-    };
-    let d = decode_round(layout, data, hash, fec, round, &eras)?;
-    if !d.failed.is_empty() {
-        return Ok(None);
-    }
-    let bs = layout.block_size as usize;
-    Ok(Some((
-        d.blocks[j * bs..(j + 1) * bs].to_vec(),
-        d.changed[j],
-    )))
-}
-
-/// Symbol positions of round `round` to treat as erasures: the target first, then other bad
-/// blocks of the same round.
-fn erasures_for(
-    layout: &FecLayout,
-    round: u64,
-    target: usize,
-    bad: impl Iterator<Item = u64>,
-) -> Vec<usize> {
-    let mut e = vec![target];
-    for x in bad {
-        let (n, j) = layout.position_of(x);
-        if n == round && j != target && x < layout.covered_blocks() {
-            e.push(j);
-        }
-    }
-    e
-}
 
 /// One block corrected and confirmed by the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,13 +10,15 @@ pub mod decode;
 pub mod encode;
 pub mod gf;
 pub mod layout;
+pub mod round;
 pub mod rs;
 #[cfg(test)]
 mod tests;
 
-pub use correct::{correct_image, decode_block, read_verified_block, Correction, FecOutcome};
+pub use correct::{correct_image, read_verified_block, Correction, FecOutcome};
 pub use encode::encode_parity;
 pub use layout::FecLayout;
+pub use round::{decode_block, decode_round, RoundDecode};
 pub use rs::{Code, DecodeError};
 
 use std::io;
