@@ -302,3 +302,63 @@ fn single_block_read_corrects_like_the_kernel() {
         .unwrap();
     assert_eq!((&blk[..], n), (&good[clean as usize * 512..][..512], 0));
 }
+
+/// Whatever the damage, the outcome's final check is exactly what a full check of the image with
+/// every correction applied says: the check after a pass that changed only data blocks re-checks
+/// just those blocks, and must not differ from re-reading everything.
+#[test]
+fn final_check_equals_a_full_check_of_the_corrected_image() {
+    use crate::verity::verify::{verify_image, VerifyOptions};
+    let (geom, l, good, good_hash, p, root) = small(512, 3000, 7);
+    let rounds = l.rounds();
+    let blk = |x: u64| x as usize * 512..(x as usize + 1) * 512;
+    // (data blocks to damage, a hash byte to flip)
+    let cases: Vec<(Vec<u64>, Option<usize>)> = vec![
+        // Scattered and adjacent blocks, several per round (some past plain decoding).
+        ((100..140).chain((1000..2900).step_by(97)).collect(), None),
+        // 6 in one round: plain decoding is past capacity (it may miscorrect), erasures are not.
+        ((0..6).map(|j| l.block_at(4, j * 11)).collect(), None),
+        // 8 in one round: past even the erasures; nothing may be confirmed for that round.
+        (
+            (0..8)
+                .map(|j| l.block_at(5, j * 3))
+                .chain([rounds + 9])
+                .collect(),
+            None,
+        ),
+        // A level-0 hash block too: the slow path, a full check after the pass.
+        (
+            vec![7, 8, 2000],
+            Some(geom.levels[0].start as usize * 512 + 40),
+        ),
+    ];
+    for (i, (bad, hash_byte)) in cases.into_iter().enumerate() {
+        let mut data = good.clone();
+        let mut hash = good_hash.clone();
+        for &x in &bad {
+            for (n, b) in data[blk(x)].iter_mut().enumerate() {
+                *b = b.wrapping_mul(5) ^ n as u8 ^ 0x21;
+            }
+        }
+        if let Some(o) = hash_byte {
+            hash[o] ^= 0x80;
+        }
+        let out = correct_image(&geom, &l, &data[..], &hash[..], &p[..], &root, &|_| ()).unwrap();
+        for c in &out.corrections {
+            let dev = match c.location {
+                Location::Data { .. } => &mut data,
+                Location::Hash { .. } => &mut hash,
+            };
+            dev[c.offset as usize..][..512].copy_from_slice(&c.block);
+        }
+        let opts = VerifyOptions {
+            stop_at_first: false,
+        };
+        let full = verify_image(&geom, &data[..], &hash[..], &root, opts, &|_| ()).unwrap();
+        assert_eq!(out.last, full, "case {i}");
+        assert_eq!(out.is_ok(), i != 2, "case {i}: {:?}", out.last);
+        if out.is_ok() {
+            assert!(data == good && hash == good_hash, "case {i}");
+        }
+    }
+}
