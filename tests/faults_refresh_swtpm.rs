@@ -1,4 +1,4 @@
-//! Fault injection for `verity sysext refresh` (issue 17): `SIGKILL` at spread-out points of 30
+//! Fault injection for `verity sysext refresh` (issue 17): `SIGKILL` at spread-out points of 100
 //! refreshes while a reader polls the hierarchy. The reader must never see it empty (the host's
 //! file gone) or half-merged (one extension's file without the other's); afterwards `status` must
 //! agree with the mount table, and `unmerge` then `merge` must recover (a log left torn by a kill
@@ -37,7 +37,7 @@ fn root_swtpm_sigkill_during_refresh_never_shows_a_half_merged_hierarchy() {
           done ) &
         RP=$!
         i=0; killed=0
-        while [ $i -lt 30 ]; do
+        while [ $i -lt 100 ]; do
           $V sysext refresh $M >/dev/null 2>&1 & P=$!
           sleep $(printf '0.%03d' $(( (i * 37) % 250 )))
           kill -9 $P 2>/dev/null
