@@ -1,7 +1,7 @@
 //! Where one image's admission spends its time: wall-clock durations of the pipeline's steps
 //! (open, dissect, signature, verity, mount, release, measure), in the order they ran, for the
-//! boot hook's report (`verity boot --json`) and the merge JSON. Observability only: nothing
-//! decides on these numbers.
+//! boot hook's report (`verity boot --json`) and the merge JSON, and the per-thread CPU clock that
+//! `verity::stats` reads. Observability only: nothing decides on these numbers.
 
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -19,6 +19,14 @@ pub struct StepTime {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Steps(pub Vec<StepTime>);
+
+/// CPU time (user + system) the calling thread has used. Here, in the bottom layer next to the
+/// wall-clock step timings, rather than in `verity::stats` that reads it: `verity/` does no
+/// syscalls itself (`tests/layering.rs`), and a clock read is observability, not I/O.
+pub fn thread_cpu() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// `d` in whole microseconds.
 pub fn micros(d: Duration) -> u64 {

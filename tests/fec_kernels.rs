@@ -4,7 +4,7 @@
 //! throughput probe (ignored by default:
 //! `cargo test --release --test fec_kernels -- --ignored --nocapture`).
 
-use verity::sys::rs_avx2;
+use verity::sys::simd::rs_avx2;
 use verity::verity::fec::Code;
 
 /// A small xorshift generator so failures reproduce without a seed file.

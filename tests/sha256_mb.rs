@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use verity::digest::HashAlg;
-use verity::sys::sha256_mb::{
+use verity::sys::simd::sha256_mb::{
     available_tiers, best_tier, hash_salted_blocks, hash_salted_blocks_with, Tier,
 };
 use verity::verity::hasher::BlockHasher;

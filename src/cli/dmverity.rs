@@ -202,8 +202,8 @@ fn print_stats() {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
         "# code paths: SHA-256 {:?}, RS parity {}",
-        crate::sys::sha256_mb::best_tier(),
-        if crate::sys::rs_avx2::available() {
+        crate::sys::simd::sha256_mb::best_tier(),
+        if crate::sys::simd::rs_avx2::available() {
             "avx2"
         } else {
             "portable"

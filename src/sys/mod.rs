@@ -1,5 +1,10 @@
 //! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root, pidfds.
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
+//!
+//! Layer L7 (`tests/layering.rs`): above `verity`, `gate` and `io`, below `image`. It implements
+//! traits that the layers needing a syscall define (a device source for `verity`'s
+//! `BlockSource`, a sealed memfd for `image`) and takes no trust decisions. [`simd`] is the
+//! exception that lives here only for its `unsafe`: pure computation, its own bottom node (L2).
 
 #[cfg(feature = "dm")]
 pub mod dm;
@@ -10,6 +15,4 @@ pub mod mount;
 pub mod pidfd;
 #[allow(unsafe_code)]
 pub mod pivot;
-pub mod rs_avx2;
-pub mod sha256_mb;
 pub mod simd;

@@ -3,7 +3,7 @@
 //!
 //! Runs of blocks go through [`BlockHasher::hash_many`], which hands them to a batch kernel when
 //! one exists for the algorithm: for SHA-256 that is the multi-buffer kernel in
-//! `crate::sys::sha256_mb` (AVX-512 16 lanes / SHA-NI 2 streams), several times faster than one
+//! `crate::sys::simd::sha256_mb` (AVX-512 16 lanes / SHA-NI 2 streams), several times faster than one
 //! block at a time. Layering exception: this pure-core file names that `sys` function, once, in
 //! [`BlockHasher::new`]. It is pure computation (no I/O, no state; `sys` only because its SIMD
 //! intrinsics need the unchecked code that only `sys` may hold), and reaching it through the [`BatchFn`] pointer keeps the rest of the tree
@@ -38,7 +38,7 @@ impl BlockHasher {
             Vec::new()
         };
         let batch: Option<BatchFn> = match alg {
-            HashAlg::Sha256 => Some(crate::sys::sha256_mb::hash_salted_blocks),
+            HashAlg::Sha256 => Some(crate::sys::simd::sha256_mb::hash_salted_blocks),
             _ => None,
         };
         Self {

@@ -35,7 +35,7 @@ impl Clock {
         Self {
             last: now,
             started: now,
-            cpu_at_start: thread_cpu(),
+            cpu_at_start: crate::timing::thread_cpu(),
             read: Duration::ZERO,
             work: Duration::ZERO,
             wait: Duration::ZERO,
@@ -89,11 +89,6 @@ pub struct Record {
     pub cpu: Duration,
 }
 
-fn thread_cpu() -> Duration {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Starts keeping records (for `--debug`).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
@@ -107,7 +102,7 @@ pub fn record(stage: &'static str, clock: Clock) {
     let rec = Record {
         stage,
         wall: clock.started.elapsed(),
-        cpu: thread_cpu().saturating_sub(clock.cpu_at_start),
+        cpu: crate::timing::thread_cpu().saturating_sub(clock.cpu_at_start),
         clock,
     };
     RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(rec);

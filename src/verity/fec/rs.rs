@@ -126,14 +126,14 @@ impl Code {
     /// The parity of `row_len` interleaved codewords whose k message rows lie back to back in
     /// `rows` (byte `c` of row `j` is message symbol `j` of codeword `c`): codeword `c`'s parity
     /// goes to `out[c * roots..][..roots]`, the on-disk layout. Runs the AVX2 kernel
-    /// (`crate::sys::rs_avx2`) when the CPU has it and `VERITY_SIMD` allows it, else
+    /// (`crate::sys::simd::rs_avx2`) when the CPU has it and `VERITY_SIMD` allows it, else
     /// [`Code::encode_rows_portable`]; both give the same bytes (tested against each other).
     pub fn encode_rows(&self, rows: &[u8], row_len: usize, out: &mut [u8]) {
         assert_eq!(rows.len(), row_len * self.k(), "k rows of row_len bytes");
         assert_eq!(out.len(), row_len * self.roots, "roots bytes per codeword");
         // Layering exception, as in the tree hasher: the SIMD kernel needs `unsafe`, so it sits
         // in `sys`, and is pure computation.
-        if crate::sys::rs_avx2::encode_rows(&self.nibbles, rows, row_len, out) {
+        if crate::sys::simd::rs_avx2::encode_rows(&self.nibbles, rows, row_len, out) {
             return;
         }
         self.encode_rows_portable(rows, row_len, out);

@@ -12,11 +12,11 @@
 //! and to unaligned vector loads and stores from slices that cover the bytes touched.
 #![allow(unsafe_code)]
 
-/// True when this CPU can run the kernel and [`super::simd::portable_forced`] does not forbid it.
+/// True when this CPU can run the kernel and [`super::portable_forced`] does not forbid it.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2") && !super::simd::portable_forced()
+        is_x86_feature_detected!("avx2") && !super::portable_forced()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

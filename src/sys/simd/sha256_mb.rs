@@ -51,13 +51,13 @@ fn has_sha_ni() -> bool {
 /// The tiers [`hash_salted_blocks`] may use, fastest first: those the CPU has that also pass a
 /// known-answer self-test against the portable code, so a kernel that is wrong on some CPU
 /// falls back instead of writing wrong trees; only the portable one under
-/// `VERITY_SIMD=portable` ([`super::simd`]). Detected and tested once.
+/// `VERITY_SIMD=portable` ([`super`]). Detected and tested once.
 fn usable_tiers() -> &'static [Tier] {
     static USABLE: OnceLock<Vec<Tier>> = OnceLock::new();
     USABLE.get_or_init(|| {
         available_tiers()
             .into_iter()
-            .filter(|&t| t == Tier::Portable || !super::simd::portable_forced())
+            .filter(|&t| t == Tier::Portable || !super::portable_forced())
             .filter(|&t| self_test(t))
             .collect()
     })
