@@ -1,71 +1,18 @@
-//! Proof tokens for the pipeline's order (DESIGN.md section 2), and the bypasses that weaken it.
+//! The shared vocabulary of admission (DESIGN.md section 2): what an admitted image is measured
+//! as ([`ImageEvent`], [`Subject`], [`CLASSES`]), what a measurement recorded
+//! ([`MeasurementRecord`]), and the bypasses that weaken the chain ([`Bypass`]).
 //!
-//! [`Verified<T>`] is minted only by the code that verifies: [`mod@crate::image::verify`] (a checked
-//! image, the token of its activation derived from that, and a directory tree admitted because the
-//! image policy explicitly allows unprotected images). [`Measured<T>`] is minted only by the
-//! measuring step, [`crate::measure::step`], after every PCR extend and event-log append
-//! succeeded. Both constructors take a zero-sized key whose only field is private to the module
-//! that owns it, so no other code (in this crate or outside it) can build one, and the fields of
-//! the tokens are private too. `merge` and `soft_reboot` take `Measured<Verified<_>>` and nothing
-//! else, so an unverified or unmeasured merge does not compile.
+//! Layer L5 (`tests/layering.rs`): every layer from `image` up speaks these words, so they sit
+//! below all of them and import only `hex`/`digest`-level code. The proof tokens themselves live
+//! with the code that mints them, so their keys can stay private there: [`Verified<T>`] in
+//! `image::token` (minted only by `image::verify`) and `Measured<T>` in `measure::step`. `merge`
+//! and `soft_reboot` take `Measured<Verified<_>>` and nothing else, so an unverified or unmeasured
+//! merge does not compile.
 //!
-//! Outside the verifying module a key cannot be made, so this does not compile (E0423: the key's
-//! field is private), while the same path names compile when no key is built:
-//!
-//! ```compile_fail,E0423
-//! use verity::gate::Verified;
-//! use verity::image::verify::VerifyKey;
-//! let forged: Verified<u32> = Verified::mint(7, VerifyKey(()));
-//! ```
-//!
-//! ```compile_fail,E0423
-//! use verity::gate::{Measured, MeasurementRecord};
-//! use verity::measure::step::MeasureKey;
-//! fn forge(r: MeasurementRecord) -> Measured<u32> {
-//!     Measured::mint(7, r, MeasureKey(()))
-//! }
-//! ```
-//!
-//! ```compile_fail,E0451
-//! use verity::gate::Verified;
-//! let forged: Verified<u32> = Verified { inner: 7 };
-//! ```
-//!
-//! ```
-//! use verity::gate::{Measured, MeasurementRecord, Verified};
-//! use verity::image::verify::VerifyKey;
-//! use verity::measure::step::MeasureKey;
-//! // The same names resolve; only building a key (or a token) is refused.
-//! fn takes(_: Option<(VerifyKey, MeasureKey, Verified<u32>, Measured<u32>, MeasurementRecord)>) {}
-//! takes(None);
-//! ```
+//! [`Verified<T>`]: ../image/token/struct.Verified.html
 
 use serde::Serialize;
-
-/// An image (or anything else) whose integrity chain was checked.
-#[derive(Debug)]
-pub struct Verified<T> {
-    inner: T,
-}
-
-impl<T> Verified<T> {
-    /// Mints a token. Only [`mod@crate::image::verify`] can build the key, after its checks passed.
-    pub fn mint(inner: T, _key: crate::image::verify::VerifyKey) -> Self {
-        Self { inner }
-    }
-
-    /// Read access; there is no way to get a mutable reference or to rebuild the token.
-    pub fn get(&self) -> &T {
-        &self.inner
-    }
-}
-
-/// A verified thing whose measurement reached the TPM and the event log.
-#[derive(Debug)]
-pub struct Measured<T> {
-    inner: T,
-    record: MeasurementRecord,
-}
+use thiserror::Error;
 
 /// What was measured, kept with the token for reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -79,28 +26,6 @@ pub struct MeasurementRecord {
     pub digests: Vec<(String, String)>,
     /// Bypasses recorded (and, with a TPM, extended) before the event, in order.
     pub bypasses: Vec<Bypass>,
-}
-
-impl<T> Measured<T> {
-    /// Mints a token. Only [`crate::measure::step`] can build the key, after the extends and the
-    /// log appends succeeded.
-    pub fn mint(
-        inner: T,
-        record: MeasurementRecord,
-        _key: crate::measure::step::MeasureKey,
-    ) -> Self {
-        Self { inner, record }
-    }
-
-    /// Read access to what was measured.
-    pub fn get(&self) -> &T {
-        &self.inner
-    }
-
-    /// The measurement that admitted it.
-    pub fn record(&self) -> &MeasurementRecord {
-        &self.record
-    }
 }
 
 /// The event log's eventType of a bypass record.
@@ -200,6 +125,137 @@ pub fn admission_events<'a>(
         .map(|b| (b.event_string(event), BYPASS_EVENT_TYPE))
         .chain(std::iter::once((event.to_string(), event_type)))
         .collect()
+}
+
+/// The classes an event can have; each is also the record's eventType.
+pub const CLASSES: &[&str] = &["sysext", "confext", "nextroot"];
+
+/// The root-hash field of an image admitted without dm-verity (only through a `--dangerous-...`
+/// bypass): the weakened chain is measured and logged under this name rather than hidden.
+pub const UNPROTECTED: &str = "unprotected";
+
+/// The root-hash field of a directory extension: [`UNPROTECTED_TREE`] followed by the lower-case
+/// hex `verity-tree-v1` content digest of the tree as merged ([`crate::image::treedigest`]).
+pub const UNPROTECTED_TREE: &str = "unprotected-tree-";
+
+/// Why an event description was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EventError {
+    #[error("unknown class {0:?} (sysext, confext or nextroot)")]
+    UnknownClass(String),
+    #[error("image name {name:?} {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("root hash {hash:?} {why}")]
+    BadRootHash { hash: String, why: &'static str },
+    #[error(
+        "signer {0:?} is not the lower-case hex SHA-256 of a certificate (64 hex digits); leave \
+         it out for unsigned images"
+    )]
+    BadSigner(String),
+}
+
+/// What is measured for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEvent {
+    /// sysext, confext or nextroot.
+    pub class: String,
+    /// The image name (as in extension-release.NAME).
+    pub name: String,
+    /// The dm-verity root hash, lower-case hex, [`UNPROTECTED`], or [`UNPROTECTED_TREE`] and a
+    /// directory extension's tree digest.
+    pub root_hash_hex: String,
+    /// The lower-case hex SHA-256 of the signer certificate's DER; None for unsigned images.
+    pub signer: Option<String>,
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ImageEvent {
+    /// `<class>:<name>:<root-hash-hex>:<signer>`.
+    pub fn event_string(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.class,
+            self.name,
+            self.root_hash_hex,
+            self.signer.as_deref().unwrap_or("unsigned")
+        )
+    }
+
+    /// Checks every field, so that the event string parses back into exactly these fields: no
+    /// `:` in the name, canonical lower-case hex elsewhere.
+    pub fn validate(&self) -> Result<(), EventError> {
+        if !CLASSES.contains(&self.class.as_str()) {
+            return Err(EventError::UnknownClass(self.class.clone()));
+        }
+        let bad_name = |why| EventError::BadName {
+            name: self.name.clone(),
+            why,
+        };
+        if self.name.is_empty() {
+            return Err(bad_name("is empty"));
+        }
+        if self.name.len() > 255 {
+            return Err(bad_name("is longer than 255 bytes"));
+        }
+        if self.name.contains(':') {
+            return Err(bad_name(
+                "contains ':', which separates the event string's fields",
+            ));
+        }
+        if self.name.contains('/') || self.name.chars().any(char::is_control) {
+            return Err(bad_name("contains '/' or a control character"));
+        }
+        let h = &self.root_hash_hex;
+        if h == UNPROTECTED {
+            return self.validate_signer();
+        }
+        if let Some(d) = h.strip_prefix(UNPROTECTED_TREE) {
+            if d.len() != 64 || !is_lower_hex(d) {
+                return Err(EventError::BadRootHash {
+                    hash: h.clone(),
+                    why: "is not unprotected-tree- and a lower-case hex SHA-256 tree digest",
+                });
+            }
+            return self.validate_signer();
+        }
+        let bad_hash = |why| EventError::BadRootHash {
+            hash: h.clone(),
+            why,
+        };
+        if h.is_empty() || !h.len().is_multiple_of(2) || h.len() > 128 {
+            return Err(bad_hash("is not 1-64 bytes of hex"));
+        }
+        if !is_lower_hex(h) {
+            return Err(bad_hash("is not lower-case hex"));
+        }
+        self.validate_signer()
+    }
+
+    fn validate_signer(&self) -> Result<(), EventError> {
+        if let Some(s) = &self.signer {
+            if s.len() != 64 || !is_lower_hex(s) {
+                return Err(EventError::BadSigner(s.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Something a verified token can be measured as.
+pub trait Subject {
+    /// The event its admission measures.
+    fn event(&self) -> ImageEvent;
+    /// Bypasses that weakened its admission, recorded before the event.
+    fn bypasses(&self) -> Vec<Bypass>;
+    /// The version its verified content carries (`IMAGE_VERSION=`), recorded beside its event
+    /// (an extra `imageVersion` field of the record's content; the measured string is unchanged).
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -43,16 +43,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// for new code: place the code in the right layer instead.
 const PENDING: &[(&str, &str, &str)] = &[
     (
-        "src/gate.rs",
-        "image",
-        "layers: tokens move to their minting modules",
-    ),
-    (
-        "src/gate.rs",
-        "measure",
-        "layers: tokens move to their minting modules",
-    ),
-    (
         "src/image/build.rs",
         "rollback",
         "layers: version checks move to image",
@@ -61,11 +51,6 @@ const PENDING: &[(&str, &str, &str)] = &[
         "src/image/build.rs",
         "reboot",
         "layers: os-release tree check moves to image",
-    ),
-    (
-        "src/image/info.rs",
-        "measure",
-        "layers: event vocabulary moves to gate",
     ),
     (
         "src/merge/release_check.rs",

@@ -6,8 +6,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use verity::gate::{Measured, Verified};
 use verity::image::release::OsRelease;
+use verity::image::Verified;
+use verity::measure::step::Measured;
 use verity::measure::EventLog;
 use verity::merge::engine::{self, MergeError, MergeOptions, NoTpm};
 use verity::merge::pipeline::{Check, ImageInfo, Integrity, Measurer, PipelineConfig};

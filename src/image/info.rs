@@ -5,8 +5,7 @@
 //! established; the caller only names the image and says how it will be used ([`AdmitAs`]).
 
 use super::Class;
-use crate::gate::Bypass;
-use crate::measure::{ImageEvent, Subject, UNPROTECTED, UNPROTECTED_TREE};
+use crate::gate::{Bypass, ImageEvent, Subject, UNPROTECTED, UNPROTECTED_TREE};
 use std::path::PathBuf;
 
 /// What kind of image a search-path entry is.

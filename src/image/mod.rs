@@ -5,7 +5,7 @@
 //! DDI from an open file), [`sidecar`], [`build`] (mkfs.erofs/mksquashfs children), [`fsread`]
 //! (file-system types), [`fs`] (bounded erofs/squashfs readers that read release files out of a
 //! verified image through authenticated blocks, without mounting or copying it), [`trust`], and
-//! [`mod@verify`], the only place that mints [`crate::gate::Verified`] (for images, for their
+//! [`mod@verify`], the only place that mints [`Verified`] tokens ([`token`]; for images, for their
 //! activation, and for directory trees the image policy admits); [`info`] is what those tokens
 //! carry.
 //!
@@ -25,9 +25,12 @@ pub mod release;
 pub mod sidecar;
 pub mod sigpart;
 pub mod stamp;
+pub mod token;
 pub mod treedigest;
 pub mod trust;
 pub mod verify;
+
+pub use token::Verified;
 
 pub use ddi::{DissectError, DissectOptions, Dissected, Layout};
 pub use info::{AdmitAs, ImageInfo, ImageKind};

@@ -1,6 +1,6 @@
 //! Verifying a dissected image: every check by name (gpt or sidecar, partitions, partition-uuids,
 //! signature-json, verity-superblock, signature, verity-tree, extension-release, image-policy),
-//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `gate::Verified` tokens (only it can
+//! collected in a [`Report`]. THIS IS THE ONLY PLACE THAT MINTS `Verified` tokens (only it can
 //! build a [`VerifyKey`]): `Verified<VerifiedImage>` when no check failed, `Verified<ImageInfo>`
 //! derived from that token by [`activated`] (the pipeline passes the image token through instead of
 //! minting its own), and `Verified<ImageInfo>` for a directory tree that the image policy
@@ -14,9 +14,9 @@ use super::ddi::{Dissected, Extent, HashDevice, Layout, Signature};
 use super::fsread::{self, FsType};
 use super::policy::{Policy, State};
 use super::release::{OsRelease, Scope};
+use super::token::Verified;
 use super::trust::{self, Signer};
 use super::Class;
-use crate::gate::Verified;
 use crate::io::FileSource;
 use crate::sys::memfd::SealedMemfd;
 use crate::verity::authtree::AuthTree;
@@ -199,7 +199,7 @@ pub struct Integrity {
     pub root_hash: Vec<u8>,
 }
 
-/// An image that passed every check; only [`verify`] creates it (inside `gate::Verified`).
+/// An image that passed every check; only [`verify`] creates it (inside [`Verified`]).
 pub struct VerifiedImage {
     /// With [`DataCheck::Sealed`]: the data partition copied once into a sealed memfd, and (for
     /// a verity image) checked there block by block against the authenticated tree. These are

@@ -1,6 +1,7 @@
 //! Measurement: PCR bank math ([`pcr`]), systemd's event log ([`eventlog`], [`logfile`]), the
 //! [`Tpm`] trait with its software model and tss-esapi implementation, and the measuring step
-//! ([`step`]) that mints [`crate::gate::Measured`] tokens.
+//! ([`step`]) that mints [`step::Measured`] tokens. The event vocabulary ([`ImageEvent`],
+//! [`Subject`]) is defined in [`crate::gate`], below `image`, and re-exported here.
 //!
 //! The contract (DESIGN.md 5): an admitted image is measured into PCR 13 (sysext), 12 (confext)
 //! or 15 (a soft-reboot root), configurable, as the event string
@@ -27,11 +28,12 @@ pub mod tpm;
 #[cfg(feature = "tpm")]
 pub mod esapi;
 
-pub use crate::gate::MeasurementRecord;
+pub use crate::gate::{
+    EventError, ImageEvent, MeasurementRecord, Subject, CLASSES, UNPROTECTED, UNPROTECTED_TREE,
+};
 pub use eventlog::{LogRecord, NewRecord};
 pub use logfile::{EventLog, LogFileError, LogWriter, DEFAULT_EVENT_LOG};
 pub use pcr::PcrError;
-pub use step::Subject;
 pub use tpm::{open_tpm, SoftTpm, Tpm, TpmError, TpmSpec, DEFAULT_TPM};
 
 use crate::digest::HashAlg;
@@ -45,9 +47,6 @@ pub const PCR_CONFEXT: u32 = 12;
 /// Default PCR for a soft-reboot root (nextroot).
 pub const PCR_NEXTROOT: u32 = 15;
 
-/// The classes an event can have; each is also the record's eventType.
-pub const CLASSES: &[&str] = &["sysext", "confext", "nextroot"];
-
 /// The default PCR for a class.
 pub fn default_pcr(class: &str) -> Option<u32> {
     match class {
@@ -55,121 +54,6 @@ pub fn default_pcr(class: &str) -> Option<u32> {
         "confext" => Some(PCR_CONFEXT),
         "nextroot" => Some(PCR_NEXTROOT),
         _ => None,
-    }
-}
-
-/// The root-hash field of an image admitted without dm-verity (only through a `--dangerous-...`
-/// bypass): the weakened chain is measured and logged under this name rather than hidden.
-pub const UNPROTECTED: &str = "unprotected";
-
-/// The root-hash field of a directory extension: [`UNPROTECTED_TREE`] followed by the lower-case
-/// hex `verity-tree-v1` content digest of the tree as merged ([`crate::image::treedigest`]).
-pub const UNPROTECTED_TREE: &str = "unprotected-tree-";
-
-/// Why an event description was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum EventError {
-    #[error("unknown class {0:?} (sysext, confext or nextroot)")]
-    UnknownClass(String),
-    #[error("image name {name:?} {why}")]
-    BadName { name: String, why: &'static str },
-    #[error("root hash {hash:?} {why}")]
-    BadRootHash { hash: String, why: &'static str },
-    #[error(
-        "signer {0:?} is not the lower-case hex SHA-256 of a certificate (64 hex digits); leave \
-         it out for unsigned images"
-    )]
-    BadSigner(String),
-}
-
-/// What is measured for one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageEvent {
-    /// sysext, confext or nextroot.
-    pub class: String,
-    /// The image name (as in extension-release.NAME).
-    pub name: String,
-    /// The dm-verity root hash, lower-case hex, [`UNPROTECTED`], or [`UNPROTECTED_TREE`] and a
-    /// directory extension's tree digest.
-    pub root_hash_hex: String,
-    /// The lower-case hex SHA-256 of the signer certificate's DER; None for unsigned images.
-    pub signer: Option<String>,
-}
-
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-impl ImageEvent {
-    /// `<class>:<name>:<root-hash-hex>:<signer>`.
-    pub fn event_string(&self) -> String {
-        format!(
-            "{}:{}:{}:{}",
-            self.class,
-            self.name,
-            self.root_hash_hex,
-            self.signer.as_deref().unwrap_or("unsigned")
-        )
-    }
-
-    /// Checks every field, so that the event string parses back into exactly these fields: no
-    /// `:` in the name, canonical lower-case hex elsewhere.
-    pub fn validate(&self) -> Result<(), EventError> {
-        if !CLASSES.contains(&self.class.as_str()) {
-            return Err(EventError::UnknownClass(self.class.clone()));
-        }
-        let bad_name = |why| EventError::BadName {
-            name: self.name.clone(),
-            why,
-        };
-        if self.name.is_empty() {
-            return Err(bad_name("is empty"));
-        }
-        if self.name.len() > 255 {
-            return Err(bad_name("is longer than 255 bytes"));
-        }
-        if self.name.contains(':') {
-            return Err(bad_name(
-                "contains ':', which separates the event string's fields",
-            ));
-        }
-        if self.name.contains('/') || self.name.chars().any(char::is_control) {
-            return Err(bad_name("contains '/' or a control character"));
-        }
-        let h = &self.root_hash_hex;
-        if h == UNPROTECTED {
-            return self.validate_signer();
-        }
-        if let Some(d) = h.strip_prefix(UNPROTECTED_TREE) {
-            if d.len() != 64 || !is_lower_hex(d) {
-                return Err(EventError::BadRootHash {
-                    hash: h.clone(),
-                    why: "is not unprotected-tree- and a lower-case hex SHA-256 tree digest",
-                });
-            }
-            return self.validate_signer();
-        }
-        let bad_hash = |why| EventError::BadRootHash {
-            hash: h.clone(),
-            why,
-        };
-        if h.is_empty() || !h.len().is_multiple_of(2) || h.len() > 128 {
-            return Err(bad_hash("is not 1-64 bytes of hex"));
-        }
-        if !is_lower_hex(h) {
-            return Err(bad_hash("is not lower-case hex"));
-        }
-        self.validate_signer()
-    }
-
-    fn validate_signer(&self) -> Result<(), EventError> {
-        if let Some(s) = &self.signer {
-            if s.len() != 64 || !is_lower_hex(s) {
-                return Err(EventError::BadSigner(s.clone()));
-            }
-        }
-        Ok(())
     }
 }
 

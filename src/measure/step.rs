@@ -6,29 +6,67 @@
 //! (`no-tpm`, `tpm-simulator`) are written as log-only records, then the sequence of
 //! [`admission_events`] (one `dangerous` record per other bypass, then the event) is extended into
 //! the PCR and appended.
+//!
+//! Outside this module the key cannot be made, so this does not compile (E0423: the key's field is
+//! private), nor does building the token directly (E0451), while the same names resolve:
+//!
+//! ```compile_fail,E0423
+//! use verity::gate::MeasurementRecord;
+//! use verity::measure::step::{MeasureKey, Measured};
+//! fn forge(r: MeasurementRecord) -> Measured<u32> {
+//!     Measured::mint(7, r, MeasureKey(()))
+//! }
+//! ```
+//!
+//! ```compile_fail,E0451
+//! use verity::gate::MeasurementRecord;
+//! use verity::measure::step::Measured;
+//! fn forge(record: MeasurementRecord) -> Measured<u32> {
+//!     Measured { inner: 7, record }
+//! }
+//! ```
+//!
+//! ```
+//! use verity::gate::MeasurementRecord;
+//! use verity::measure::step::{MeasureKey, Measured};
+//! fn takes(_: Option<(MeasureKey, Measured<u32>, MeasurementRecord)>) {}
+//! takes(None);
+//! ```
 
 use super::{
     append_unmeasured, extend_and_append, hex_digests, measuring_banks, EventError, EventLog,
-    ImageEvent, MeasureError, Tpm,
+    MeasureError, Tpm,
 };
-use crate::gate::{
-    admission_events, Bypass, Measured, MeasurementRecord, Verified, BYPASS_EVENT_TYPE,
-};
+use crate::gate::{admission_events, Bypass, MeasurementRecord, Subject, BYPASS_EVENT_TYPE};
+use crate::image::Verified;
 
 /// The key [`Measured::mint`] takes. Its field is private to this module, so only the functions
 /// below can mint, and only after what they measure is in the TPM and the log.
 pub struct MeasureKey(());
 
-/// Something a verified token can be measured as.
-pub trait Subject {
-    /// The event its admission measures.
-    fn event(&self) -> ImageEvent;
-    /// Bypasses that weakened its admission, recorded before the event.
-    fn bypasses(&self) -> Vec<Bypass>;
-    /// The version its verified content carries (`IMAGE_VERSION=`), recorded beside its event
-    /// (an extra `imageVersion` field of the record's content; the measured string is unchanged).
-    fn version(&self) -> Option<String> {
-        None
+/// A verified thing whose measurement reached the TPM and the event log. Defined here, beside the
+/// only code that can build its [`MeasureKey`], so the key's private field seals it.
+#[derive(Debug)]
+pub struct Measured<T> {
+    inner: T,
+    record: MeasurementRecord,
+}
+
+impl<T> Measured<T> {
+    /// Mints a token. Only this module can build the key, after the extends and the log appends
+    /// succeeded.
+    pub fn mint(inner: T, record: MeasurementRecord, _key: MeasureKey) -> Self {
+        Self { inner, record }
+    }
+
+    /// Read access to what was measured.
+    pub fn get(&self) -> &T {
+        &self.inner
+    }
+
+    /// The measurement that admitted it.
+    pub fn record(&self) -> &MeasurementRecord {
+        &self.record
     }
 }
 

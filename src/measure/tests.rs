@@ -23,7 +23,7 @@ impl Subject for Sub {
     }
 }
 
-fn token(ev: ImageEvent, bypasses: &[Bypass]) -> crate::gate::Verified<Sub> {
+fn token(ev: ImageEvent, bypasses: &[Bypass]) -> crate::image::Verified<Sub> {
     crate::image::verify::test_token(Sub {
         ev,
         bypasses: bypasses.to_vec(),

@@ -11,7 +11,9 @@ use super::pipeline::{
 };
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
-use crate::gate::{Bypass, Measured, MeasurementRecord, Verified};
+use crate::gate::{Bypass, MeasurementRecord};
+use crate::image::Verified;
+use crate::measure::step::Measured;
 use std::path::{Path, PathBuf};
 
 /// Options of merge and refresh beyond the pipeline's.

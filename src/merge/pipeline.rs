@@ -11,11 +11,13 @@
 //! once), and that memfd is loop-mounted, so the checked bytes are the mounted bytes.
 
 use super::plan::Class;
-use crate::gate::{Bypass, Measured, Verified};
+use crate::gate::Bypass;
 use crate::image::policy::{Policy, State};
 use crate::image::release::{OsRelease, Scope};
 use crate::image::AdmitAs;
+use crate::image::Verified;
 pub use crate::image::{ImageInfo, ImageKind};
+use crate::measure::step::Measured;
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::SealedMemfd;
 use crate::sys::mount::{self, Attrs, FsOption};

@@ -6,9 +6,9 @@
 
 use super::pipeline::{scope, Check, PipelineConfig};
 use super::plan::{release_name, Class};
-use crate::gate::Verified;
 use crate::image::release::{self, Host, OsRelease};
 use crate::image::ImageInfo;
+use crate::image::Verified;
 use crate::rollback;
 use std::io::Read;
 use std::path::Path;

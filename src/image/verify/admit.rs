@@ -6,7 +6,8 @@ use super::super::info::{AdmitAs, ImageInfo};
 use super::super::policy::{Policy, State};
 use super::super::treedigest;
 use super::{hex, VerifiedImage, VerifyKey};
-use crate::gate::{Bypass, Verified};
+use crate::gate::Bypass;
+use crate::image::Verified;
 use std::path::Path;
 
 /// The token of an activated image, derived from (and consuming) the image's own token: the root
