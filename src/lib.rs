@@ -22,6 +22,7 @@ pub mod cli;
 pub mod digest;
 pub mod gate;
 pub mod hex;
+pub mod host;
 pub mod image;
 pub mod io;
 pub mod limits;

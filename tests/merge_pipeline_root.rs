@@ -6,12 +6,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use verity::image::release::OsRelease;
+use verity::host::Host;
+use verity::image::Integrity;
 use verity::image::Verified;
 use verity::measure::step::Measured;
 use verity::measure::EventLog;
-use verity::merge::engine::{self, MergeError, MergeOptions, NoTpm};
-use verity::merge::pipeline::{Check, ImageInfo, Integrity, Measurer, PipelineConfig};
+use verity::merge::engine::{self, MergeError, MergeRequest, NoTpm};
+use verity::merge::pipeline::{Check, ImageInfo, Measurer};
 use verity::merge::plan::Class;
 use verity::merge::status::{is_ours, status};
 
@@ -57,27 +58,22 @@ fn scenario() {
         write(&d.join(format!("usr/share/{n}")), &format!("{n}\n"));
     }
     let ws = t.path().join("ws");
-    let opts = |strict| MergeOptions {
-        pipeline: PipelineConfig {
-            class: Class::Sysext,
-            root: r.clone(),
-            image_policy: Some("=unprotected".into()),
-            trust: Vec::new(),
-            integrity: Integrity::Userspace,
-            pcr: 13,
-            force: false,
-            nextroot: false,
-            in_initrd: false,
-            host: OsRelease::parse(b"ID=debian\n").unwrap(),
-            arch: "x86-64".into(),
-            workspace: Default::default(),
-            rollback: verity::rollback::admit::Guard::none(),
-        },
-        strict,
-        noexec: None,
-        mutable: Default::default(),
-        workspace_base: ws.clone(),
+    // The host context built in code, as an embedder does; the pipeline settings come from it.
+    let host = |strict| {
+        let mut h = Host::new(&r);
+        h.sysext.image_policy = Some("=unprotected".into());
+        h.integrity = Integrity::Userspace;
+        h.strict = strict;
+        h.workspace = ws.clone();
+        h
     };
+    let pipeline = verity::merge::run::admission(
+        &host(false),
+        Class::Sysext,
+        verity::rollback::admit::Guard::none(),
+    )
+    .unwrap();
+    let req = MergeRequest::merge(Class::Sysext);
     let mut m = FailOne {
         fail: "b",
         root: &r,
@@ -87,7 +83,7 @@ fn scenario() {
         seen: Vec::new(),
     };
     let lock = engine::lock_class(&r, Class::Sysext).unwrap();
-    match engine::merge(&lock, &opts(true), &mut m, None, false) {
+    match engine::merge(&lock, &host(true), &req, &pipeline, &mut m, None) {
         Err(MergeError::Strict(f)) => assert_eq!(f.len(), 1),
         other => panic!("strict merge should fail: {other:?}"),
     }
@@ -98,7 +94,7 @@ fn scenario() {
     assert!(!r.join("usr/share/a").exists());
 
     m.seen.clear();
-    let out = engine::merge(&lock, &opts(false), &mut m, None, false).unwrap();
+    let out = engine::merge(&lock, &host(false), &req, &pipeline, &mut m, None).unwrap();
     let merged: Vec<&str> = out.merged.iter().map(|x| x.info.name.as_str()).collect();
     assert_eq!(merged, ["a", "c"]);
     assert_eq!(out.skipped.len(), 1);

@@ -43,18 +43,8 @@ impl Class {
     }
 }
 
-/// How verified images are activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Integrity {
-    /// dm-verity where the kernel has it, else userspace verification into a sealed memfd.
-    #[default]
-    Auto,
-    /// Kernel dm-verity only.
-    Kernel,
-    /// Userspace verification only.
-    Userspace,
-}
+/// How verified images are activated (the same values as `--integrity`).
+pub use crate::image::Integrity;
 
 /// What a failure of a required image means for the unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]

@@ -1,14 +1,21 @@
-//! `verity boot`: the boot-time hook. Reads the config, runs the verify -> measure -> merge pipeline
-//! for each configured class, decides the outcome (required images, on-failure), and leaves a report.
+//! `verity boot`: the boot-time hook as a library call. [`run`] takes the [`Host`] (built from the
+//! config by [`host_from_config`], or by an embedder from its own values) and the config, runs the
+//! verify -> measure -> merge pipeline for each configured class, decides the outcome (required
+//! images, on-failure) and returns the report; the command line only parses, calls it, writes and
+//! prints the report and picks the exit code.
 //!
 //! The per-class work is behind [`ClassPipeline`], so the decision logic here is tested against a
-//! fake, and the real implementation is the merge pipeline (`crate::merge`) with kernel activation
-//! from `crate::sys::dm`.
+//! fake ([`run_with`]); the real implementation is [`merge::MergePipeline`], the merge of
+//! `crate::merge::run` with kernel activation from `crate::sys::dm`.
 
 pub mod config;
 pub mod install;
+pub mod merge;
 pub mod report;
 
+pub use merge::host_from_config;
+
+use crate::host::Host;
 use config::{Class, Config};
 use report::{ImageReport, Report};
 
@@ -25,8 +32,20 @@ pub trait ClassPipeline {
     }
 }
 
-/// Runs every configured class and builds the report; `log` receives each decision as it is made.
+/// The boot hook: verifies, measures and merges every class `cfg` names on `host`, and returns
+/// the report (`config_path` is recorded in it); `log` receives each decision as it is made.
+/// Nothing is written: the caller stores the report ([`report::Report::to_json`]).
 pub fn run(
+    host: &Host,
+    cfg: &Config,
+    config_path: &str,
+    log: &mut dyn FnMut(LogEvent<'_>),
+) -> Report {
+    run_with(cfg, config_path, &mut merge::MergePipeline::new(host), log)
+}
+
+/// [`run`] with another per-class pipeline (a fake, in tests).
+pub fn run_with(
     cfg: &Config,
     config_path: &str,
     pipeline: &mut dyn ClassPipeline,
@@ -129,7 +148,7 @@ mod tests {
         let cfg = parse(cfg).unwrap();
         let mut lines = Vec::new();
         let mut p = fake;
-        let r = run(&cfg, "/etc/verity/boot.toml", &mut p, &mut |e| {
+        let r = run_with(&cfg, "/etc/verity/boot.toml", &mut p, &mut |e| {
             lines.push(match e {
                 LogEvent::Image(i) => report::log_line(i, true),
                 LogEvent::Error(m) => report::prefixed(report::Priority::Err, m, true),

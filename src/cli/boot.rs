@@ -1,11 +1,13 @@
 //! `verity boot [--config FILE]` and `verity boot install [--root DIR]`: the boot hook's command line.
+//! It parses the config, turns it into a host (`boot::host_from_config`), calls `boot::run`, writes
+//! and prints the report.
 //! Exit codes: 0 everything required is in (or on-failure = continue), 1 a required image was
 //! rejected or missing, 2 the hook could not run (bad config, TPM unreachable, report unwritable).
 
 use super::{op_err, CliError, CliResult};
-use crate::boot::config::{self, Class, Config};
-use crate::boot::report::{self, ImageReport, Outcome, Priority};
-use crate::boot::{self as hook, ClassPipeline, LogEvent};
+use crate::boot::config;
+use crate::boot::report::{self, Outcome, Priority};
+use crate::boot::{self as hook, LogEvent};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -75,126 +77,6 @@ fn stderr_is_journal() -> bool {
     }
 }
 
-/// The real per-class pipeline: the sysext/confext merge engine with the config's settings.
-/// The real per-class pipeline; remembers the last class's overlay time for the report.
-#[derive(Default)]
-struct Pipeline {
-    overlay_micros: Option<u64>,
-}
-
-fn merge_class(c: Class) -> crate::merge::plan::Class {
-    match c {
-        Class::Sysext => crate::merge::plan::Class::Sysext,
-        Class::Confext => crate::merge::plan::Class::Confext,
-    }
-}
-
-fn integrity(cfg: &Config) -> crate::merge::pipeline::Integrity {
-    use crate::merge::pipeline::Integrity as I;
-    match cfg.integrity {
-        config::Integrity::Auto => I::Auto,
-        config::Integrity::Kernel => I::Kernel,
-        config::Integrity::Userspace => I::Userspace,
-    }
-}
-
-/// How the pipeline activated images (it decides `auto` the same way).
-fn integrity_used(cfg: &Config) -> &'static str {
-    match cfg.integrity {
-        config::Integrity::Kernel => "kernel",
-        config::Integrity::Userspace => "userspace",
-        config::Integrity::Auto => {
-            if cfg!(feature = "dm") && Path::new("/dev/mapper/control").exists() {
-                "kernel"
-            } else {
-                "userspace"
-            }
-        }
-    }
-}
-
-impl ClassPipeline for Pipeline {
-    fn last_overlay_micros(&self) -> Option<u64> {
-        self.overlay_micros
-    }
-
-    fn run_class(&mut self, class: Class, cfg: &Config) -> Result<Vec<ImageReport>, String> {
-        let cc = cfg.class(class);
-        let setup = super::ext::MergeSetup {
-            class: merge_class(class),
-            root: cfg.root.clone(),
-            image_policy: cc.image_policy.clone(),
-            trust: cfg.trust.clone(),
-            integrity: integrity(cfg),
-            pcr: Some(cfg.pcr(class)),
-            force: false,
-            strict: false,
-            noexec: cc.noexec,
-            tpm: Some(cfg.tpm.clone()),
-            event_log: cfg.event_log.clone(),
-            dangerous_no_tpm: false,
-            dangerous_tpm_simulator: cfg.dangerous_tpm_simulator,
-            mutable: crate::merge::mutable::MutableMode::No,
-            ratchet: cfg.ratchet,
-        };
-        self.overlay_micros = None;
-        let out = super::ext::run_merge(&setup, false)?.map_err(|e| e.to_string())?;
-        self.overlay_micros = Some(out.overlay_micros);
-        for w in &out.apply.warnings {
-            eprintln!("verity: warning: {}: {w}", class.name());
-        }
-        let mut list = Vec::new();
-        for m in out.merged {
-            let digest = m
-                .measurement
-                .digests
-                .iter()
-                .find(|(bank, _)| bank == "sha256")
-                .map(|(_, d)| d.clone());
-            list.push(ImageReport {
-                class,
-                name: m.info.name,
-                path: m.info.path.to_string_lossy().into_owned(),
-                status: report::Status::Accepted,
-                reason: None,
-                root_hash: m.info.root_hash,
-                signer: m.info.signer,
-                pcr: Some(m.measurement.pcr),
-                digest,
-                integrity: Some(integrity_used(cfg).to_string()),
-                version: m.info.version,
-                steps: m.steps,
-            });
-        }
-        for f in out.skipped {
-            let check = serde_json::to_value(f.check)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            list.push(ImageReport {
-                class,
-                name: f.name,
-                path: f.path.to_string_lossy().into_owned(),
-                status: report::Status::Rejected,
-                // The engine's reasons usually start with the check already.
-                reason: Some(if f.reason.starts_with(&check) {
-                    f.reason
-                } else {
-                    format!("{check}: {}", f.reason)
-                }),
-                root_hash: None,
-                signer: None,
-                pcr: None,
-                digest: None,
-                integrity: None,
-                version: None,
-                steps: Default::default(),
-            });
-        }
-        Ok(list)
-    }
-}
-
 fn boot(
     config_path: &Path,
     json: bool,
@@ -217,11 +99,11 @@ fn boot(
     if let Some(p) = report_path {
         cfg.report = p;
     }
-    let mut pipeline = Pipeline::default();
+    let host = hook::host_from_config(&cfg);
     let rep = hook::run(
+        &host,
         &cfg,
         &config_path.to_string_lossy(),
-        &mut pipeline,
         &mut |e| match e {
             LogEvent::Image(i) => eprintln!("{}", report::log_line(i, journal)),
             LogEvent::Error(m) => say(Priority::Err, m),

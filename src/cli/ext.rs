@@ -1,15 +1,17 @@
 //! `verity sysext|confext merge|unmerge|refresh|status|list`: argument parsing and output for the
-//! gated overlay merges; the work is in `merge::engine`.
+//! gated overlay merges. The parsed options become a [`Host`] in one place ([`ExtArgs::host`]);
+//! the work is in `merge::run`.
 
 use super::{failed, op_err, CliResult};
-use crate::image::release::OsRelease;
-use crate::merge::engine::{self, MergeError, MergeOptions, NoTpm};
+use crate::host::{ClassSettings, Host, TpmSetup};
+use crate::image::Integrity;
+use crate::merge::engine::{MergeError, MergeRequest};
 use crate::merge::mutable::MutableMode;
-use crate::merge::pipeline::{Integrity, PipelineConfig};
 use crate::merge::plan::Class;
+use crate::merge::run as merge_run;
 use crate::merge::status;
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The two command groups.
 #[derive(Subcommand)]
@@ -133,40 +135,6 @@ pub struct ExtArgs {
     no_legend: bool,
 }
 
-fn host_os_release(root: &Path) -> OsRelease {
-    for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(t) = std::fs::read(root.join(p)) {
-            // An unparsable os-release has no usable ID: do_merge refuses it as such.
-            return OsRelease::parse(&t).unwrap_or_default();
-        }
-    }
-    Default::default()
-}
-
-/// Everything a merge needs besides the class's images: shared by `sysext|confext merge` and the
-/// boot hook, so both open the TPM, read os-release and pick the activator the same way.
-#[derive(Debug, Clone)]
-pub(crate) struct MergeSetup {
-    pub class: Class,
-    pub root: PathBuf,
-    pub image_policy: Option<String>,
-    pub trust: Vec<PathBuf>,
-    pub integrity: Integrity,
-    pub pcr: Option<u32>,
-    pub force: bool,
-    pub strict: bool,
-    pub noexec: Option<bool>,
-    /// `None` = the default TPM.
-    pub tpm: Option<String>,
-    pub event_log: PathBuf,
-    pub dangerous_no_tpm: bool,
-    pub dangerous_tpm_simulator: bool,
-    /// `--mutable`.
-    pub mutable: MutableMode,
-    /// `--ratchet`: raise the floors of what was merged.
-    pub ratchet: bool,
-}
-
 impl ExtArgs {
     /// The mutable mode: `--mutable`, else the class's environment variable (an unparsable
     /// value is warned about and ignored, as systemd does), else `no`.
@@ -187,47 +155,29 @@ impl ExtArgs {
         }
     }
 
-    fn setup(&self, class: Class) -> MergeSetup {
-        MergeSetup {
-            class,
-            mutable: self.mutable_mode(class),
-            root: self.root.clone(),
+    /// The parsed options as the host context of a `class` operation (the options name one
+    /// class's policy, PCR and noexec).
+    fn host(&self, class: Class) -> Host {
+        let mut h = Host::new(&self.root);
+        h.trust = self.trust.clone();
+        *h.class_mut(class) = ClassSettings {
             image_policy: self.image_policy.clone(),
-            trust: self.trust.clone(),
-            integrity: self.integrity,
             pcr: self.pcr,
-            force: self.force,
-            strict: self.strict,
             noexec: self.noexec,
-            tpm: self.tpm.clone(),
-            event_log: self.event_log.clone(),
+        };
+        h.tpm = TpmSetup {
+            spec: self.tpm.clone(),
+            dangerous_simulator: self.dangerous_tpm_simulator,
             dangerous_no_tpm: self.dangerous_no_tpm,
-            dangerous_tpm_simulator: self.dangerous_tpm_simulator,
-            ratchet: self.ratchet,
-        }
+        };
+        h.event_log = self.event_log.clone();
+        h.integrity = self.integrity;
+        h.strict = self.strict;
+        h.ratchet = self.ratchet;
+        h.skip_release_check = self.force;
+        h
     }
 }
-
-fn config(s: &MergeSetup) -> PipelineConfig {
-    let root = s.root.clone();
-    PipelineConfig {
-        class: s.class,
-        in_initrd: crate::merge::discover::in_initrd(&root),
-        host: host_os_release(&root),
-        arch: super::image::host_arch(),
-        root,
-        image_policy: s.image_policy.clone(),
-        trust: s.trust.clone(),
-        integrity: s.integrity,
-        pcr: s.pcr.unwrap_or(s.class.default_pcr()),
-        force: s.force,
-        nextroot: false,
-        workspace: PathBuf::new(),
-        rollback: crate::rollback::admit::Guard::none(),
-    }
-}
-
-const WORKSPACE_BASE: &str = "/run/verity";
 
 fn print_json<T: serde::Serialize>(mode: super::JsonMode, v: &T) -> CliResult {
     super::print_json(mode, v)
@@ -244,98 +194,14 @@ fn format_time(secs: i64) -> String {
     }
 }
 
-/// The kernel activator, where this build has one.
-fn dm_activator() -> Option<&'static dyn crate::merge::pipeline::DmActivator> {
-    #[cfg(feature = "dm")]
-    {
-        Some(&crate::sys::dm::DeviceMapper)
-    }
-    #[cfg(not(feature = "dm"))]
-    {
-        None
-    }
-}
-
-/// Reads os-release, opens the measurer and runs the merge. The outer `Err` means the merge could
-/// not start (no host ID, TPM unreachable): an operational error, not an image's fault.
-pub(crate) fn run_merge(
-    s: &MergeSetup,
-    refresh: bool,
-) -> Result<Result<engine::MergeOutcome, MergeError>, String> {
-    let mut cfg = config(s);
-    // Floors and epoch are read before anything is opened or mounted: a corrupt state file or an
-    // unreadable epoch stops the merge here (exit 2), with nothing merged.
-    let epoch = crate::rollback::admit::epoch_for(
-        s.tpm.as_deref(),
-        s.dangerous_no_tpm,
-        s.dangerous_tpm_simulator,
-    )?;
-    cfg.rollback = crate::rollback::admit::Guard::load(&s.root, epoch)?;
-    if cfg.host.get("ID").map(|s| s.is_empty()).unwrap_or(true) && !s.force {
-        return Err(format!(
-            "{}: host os-release has no ID (looked in etc/os-release and usr/lib/os-release)",
-            s.root.display()
-        ));
-    }
-    // Before the TPM is opened: a second merge waits here for the first one to finish.
-    let lock = match engine::lock_class(&s.root, cfg.class) {
-        Ok(l) => l,
-        Err(e) => return Ok(Err(e)),
-    };
-    let log = crate::measure::EventLog::new(s.event_log.clone());
-    let mut measurer: Box<dyn crate::merge::pipeline::Measurer> = if s.dangerous_no_tpm {
-        eprintln!(
-            "verity: WARNING: --dangerous-no-tpm: merged images are NOT measured into any PCR \
-             (the bypass is recorded in {})",
-            s.event_log.display()
-        );
-        Box::new(NoTpm { log })
-    } else {
-        let spec = s
-            .tpm
-            .clone()
-            .unwrap_or_else(|| crate::measure::DEFAULT_TPM.to_string());
-        let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(
-            &spec,
-            s.dangerous_tpm_simulator,
-            "pass --dangerous-tpm-simulator",
-        )
-        .map_err(|e| format!("TPM {spec}: {e}"))?;
-        Box::new(engine::TpmMeasurer { tpm, log, bypasses })
-    };
-    let opts = MergeOptions {
-        pipeline: cfg,
-        strict: s.strict,
-        noexec: s.noexec,
-        mutable: s.mutable,
-        workspace_base: PathBuf::from(WORKSPACE_BASE),
-    };
-    // The floors rise under the class lock, after the merge they belong to.
-    let out = engine::merge(&lock, &opts, measurer.as_mut(), dm_activator(), refresh);
-    if let (true, Ok(o)) = (s.ratchet, &out) {
-        ratchet_merged(&s.root, o)?;
-    }
-    Ok(out)
-}
-
-/// `--ratchet` after a successful merge: each merged image's floor rises to its version.
-fn ratchet_merged(root: &Path, o: &engine::MergeOutcome) -> Result<(), String> {
-    let admitted: Vec<_> = o
-        .merged
-        .iter()
-        .filter_map(|m| {
-            let v = m.info.version.clone()?;
-            let name = crate::merge::plan::release_name(&m.info.name).to_string();
-            Some((m.info.class.into(), name, v))
-        })
-        .collect();
-    crate::rollback::admit::ratchet(root, &admitted)
-        .map_err(|e| format!("merged, but --ratchet could not raise the floors: {e}"))
-}
-
 fn do_merge(class: Class, a: &ExtArgs, refresh: bool) -> CliResult {
     let json = a.json.filter(|m| *m != super::JsonMode::Off);
-    let out = match run_merge(&a.setup(class), refresh).map_err(op_err)? {
+    let req = MergeRequest {
+        class,
+        refresh,
+        mutable: a.mutable_mode(class),
+    };
+    let out = match merge_run::merge(&a.host(class), &req) {
         Ok(o) => o,
         Err(MergeError::Strict(fails)) => {
             for f in &fails {
@@ -396,8 +262,7 @@ fn do_merge(class: Class, a: &ExtArgs, refresh: bool) -> CliResult {
 }
 
 fn do_unmerge(class: Class, c: &ExtArgs) -> CliResult {
-    let (done, warnings) =
-        engine::unmerge(&c.root, class, Path::new(WORKSPACE_BASE)).map_err(op_err)?;
+    let (done, warnings) = merge_run::unmerge(&c.host(class), class).map_err(op_err)?;
     for w in &warnings {
         eprintln!("verity: warning: {w}");
     }

@@ -220,12 +220,7 @@ fn open(c: &CommonArgs) -> Result<Dissected, super::CliError> {
 }
 
 fn trust_store(c: &CommonArgs) -> Result<TrustStore, super::CliError> {
-    let dirs = if c.trust.is_empty() {
-        TrustStore::default_dirs(&c.root)
-    } else {
-        c.trust.clone()
-    };
-    TrustStore::load(&dirs).map_err(|e| op_err(format!("--trust: {e}")))
+    crate::host::trust_store(&c.root, &c.trust).map_err(|e| op_err(format!("--trust: {e}")))
 }
 
 fn host_release(root: &Path, explicit: Option<&Path>) -> Result<OsRelease, super::CliError> {
@@ -248,13 +243,7 @@ fn host_release(root: &Path, explicit: Option<&Path>) -> Result<OsRelease, super
 /// systemd's id for the running kernel's architecture (`uname -m` mapped), or the one this binary
 /// was built for when the kernel reports something systemd has no id for.
 pub(super) fn host_arch() -> String {
-    rustix::system::uname()
-        .machine()
-        .to_str()
-        .ok()
-        .and_then(arch::from_uname)
-        .unwrap_or_else(arch::native)
-        .to_string()
+    crate::host::running_arch()
 }
 
 fn print_report(r: &Report, json: bool) {
@@ -371,10 +360,8 @@ fn run_verify(a: VerifyArgs) -> CliResult {
         None => None,
     };
     let guard = rollback_admit::Guard::load(&c.root, epoch).map_err(op_err)?;
-    let policy = match &a.image_policy {
-        Some(p) => Policy::parse(p).map_err(|e| op_err(format!("--image-policy: {e}")))?,
-        None => Policy::signed_only(),
-    };
+    let policy = crate::host::image_policy(a.image_policy.as_deref())
+        .map_err(|e| op_err(format!("--image-policy: {e}")))?;
     let host = if a.no_host_match {
         None
     } else {

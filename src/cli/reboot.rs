@@ -2,10 +2,11 @@
 //! into it where systemd is not PID 1.
 
 use super::{failed, op_err, CliResult};
-use crate::merge::pipeline::Integrity;
+use crate::host::{ClassSettings, Host, TpmSetup};
+use crate::image::Integrity;
 use crate::reboot::exec::{self, ExecOptions, SwitchError};
 use crate::reboot::plan::{parse_keep_fd, KeepFd};
-use crate::reboot::prepare::{self, PrepareOptions};
+use crate::reboot::prepare::{self, PrepareRequest};
 use crate::reboot::stage::{self, StageFacts, DEFAULT_NEXTROOT, DEFAULT_RECORD};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -84,6 +85,29 @@ pub struct PrepareArgs {
     pub json: bool,
 }
 
+impl PrepareArgs {
+    /// The parsed options as the host context of the prepare (the one place they become one).
+    fn host(&self) -> Host {
+        let mut h = Host::new(&self.root);
+        h.trust = self.trust.clone();
+        h.nextroot = ClassSettings {
+            image_policy: self.image_policy.clone(),
+            pcr: Some(self.pcr),
+            noexec: None,
+        };
+        h.tpm = TpmSetup {
+            spec: self.tpm.clone(),
+            dangerous_simulator: self.dangerous_tpm_simulator,
+            dangerous_no_tpm: false,
+        };
+        h.event_log = self.event_log.clone();
+        h.integrity = self.integrity;
+        h.ratchet = self.ratchet;
+        h.workspace = self.workspace.clone();
+        h
+    }
+}
+
 /// Options of `soft-reboot exec`.
 #[derive(Args)]
 pub struct ExecArgs {
@@ -138,41 +162,20 @@ fn prepare(a: PrepareArgs) -> CliResult {
         record_premounted(&a)?;
         stage::record_staged(&a.nextroot, &a.record, &facts, &tree).map_err(op_err)?
     } else {
-        let Some(image) = a.image else {
+        let Some(image) = a.image.clone() else {
             return Err(op_err("soft-reboot prepare: IMAGE is required"));
         };
+        let host = a.host();
         // Floors and epoch first (exit 2 if unreadable), before the TPM is opened to measure.
-        let epoch =
-            crate::rollback::admit::epoch_for(a.tpm.as_deref(), false, a.dangerous_tpm_simulator)
-                .map_err(op_err)?;
-        let rollback = crate::rollback::admit::Guard::load(&a.root, epoch).map_err(op_err)?;
-        let spec = a.tpm.as_deref().unwrap_or(crate::measure::DEFAULT_TPM);
-        let (tpm, bypasses) = crate::measure::tpm::open_production_tpm(
-            spec,
-            a.dangerous_tpm_simulator,
-            "pass --dangerous-tpm-simulator",
-        )
-        .map_err(|e| op_err(format!("TPM {spec}: {e}")))?;
-        let mut measurer = crate::merge::engine::TpmMeasurer {
-            tpm,
-            log: crate::measure::EventLog::new(a.event_log.clone()),
-            bypasses,
-        };
-        let opts = PrepareOptions {
+        let rollback = host.rollback_guard().map_err(op_err)?;
+        let mut measurer = crate::merge::run::measurer(host.open_tpm().map_err(op_err)?);
+        let req = PrepareRequest {
             image,
             nextroot: a.nextroot.clone(),
             record: a.record.clone(),
             init: a.init.clone(),
-            image_policy: a.image_policy.clone(),
-            trust: a.trust.clone(),
-            integrity: a.integrity,
-            pcr: a.pcr,
-            workspace_base: a.workspace.clone(),
-            root: a.root.clone(),
-            rollback,
-            ratchet: a.ratchet,
         };
-        prepare::prepare(&opts, &mut measurer).map_err(|e| {
+        prepare::prepare(&host, &req, rollback, measurer.as_mut()).map_err(|e| {
             let m = format!("{}; nothing staged", e.message);
             if e.check_failed {
                 failed(m)
@@ -200,15 +203,16 @@ fn prepare(a: PrepareArgs) -> CliResult {
 /// extends it into `--pcr` when there is a TPM: the one given with --tpm (which must then work),
 /// else the default device if this machine has one. No log record, nothing staged.
 fn record_premounted(a: &PrepareArgs) -> CliResult {
+    let host = a.host();
     let (mut tpm, context) = match a.tpm.as_deref() {
-        Some(spec) => {
-            let (t, b) = crate::measure::tpm::open_production_tpm(
-                spec,
-                a.dangerous_tpm_simulator,
-                "pass --dangerous-tpm-simulator",
-            )
-            .map_err(|e| op_err(format!("TPM {spec}: {e}; nothing staged")))?;
-            (Some(t), b)
+        Some(_) => {
+            let m = host
+                .open_tpm()
+                .map_err(|e| op_err(format!("{e}; nothing staged")))?;
+            match m.tpm {
+                Some((t, b)) => (Some(t), b),
+                None => (None, Vec::new()),
+            }
         }
         None => {
             let dev = crate::measure::DEFAULT_TPM.trim_start_matches("device:");
@@ -229,12 +233,12 @@ fn record_premounted(a: &PrepareArgs) -> CliResult {
             }
         }
     };
-    let log = crate::measure::EventLog::new(a.event_log.clone());
+    let log = host.event_log();
     crate::measure::step::record_bypass(
         tpm.as_mut()
             .map(|t| &mut **t as &mut dyn crate::measure::Tpm),
         &log,
-        a.pcr,
+        host.nextroot_pcr(),
         crate::gate::Bypass::Premounted,
         &a.nextroot.display().to_string(),
         &context,

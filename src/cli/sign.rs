@@ -172,11 +172,7 @@ pub(super) fn check_signature(
     root_dir: Option<&Path>,
 ) -> Result<Signer, CliError> {
     let sig = read_file(sig_path, "signature")?;
-    let dirs = if trust.is_empty() {
-        TrustStore::default_dirs(root_dir.unwrap_or(Path::new("/")))
-    } else {
-        trust.to_vec()
-    };
+    let dirs = crate::host::trust_dirs(root_dir.unwrap_or(Path::new("/")), trust);
     let store = TrustStore::load(&dirs).map_err(op_err)?;
     sign::verify_signature(&sig, root_hex.as_bytes(), &store).map_err(|e| {
         let hint = if store.is_empty() {

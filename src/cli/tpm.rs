@@ -6,7 +6,6 @@ use super::{failed, op_err, CliResult};
 use crate::digest::HashAlg;
 use crate::gate::{admission_events, Bypass};
 use crate::hex;
-use crate::image::policy::Policy;
 use crate::image::release::Scope;
 use crate::image::verify::{verify, DataCheck, VerifyOptions};
 use crate::image::{DissectOptions, Dissected};
@@ -15,7 +14,6 @@ use crate::measure::{
     default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord, Subject,
     DEFAULT_EVENT_LOG, DEFAULT_TPM,
 };
-use crate::sign::TrustStore;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -553,16 +551,10 @@ fn predict(a: PredictArgs) -> CliResult {
 }
 
 fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliError> {
-    let dirs = if a.trust.is_empty() {
-        TrustStore::default_dirs(&a.root)
-    } else {
-        a.trust.clone()
-    };
-    let trust = TrustStore::load(&dirs).map_err(|e| op_err(format!("--trust: {e}")))?;
-    let policy = match &a.image_policy {
-        Some(p) => Policy::parse(p).map_err(|e| op_err(format!("--image-policy: {e}")))?,
-        None => Policy::signed_only(),
-    };
+    let trust =
+        crate::host::trust_store(&a.root, &a.trust).map_err(|e| op_err(format!("--trust: {e}")))?;
+    let policy = crate::host::image_policy(a.image_policy.as_deref())
+        .map_err(|e| op_err(format!("--image-policy: {e}")))?;
     let host_arch = a.arch.clone().unwrap_or_else(super::image::host_arch);
     Ok(VerifyOptions {
         trust,

@@ -76,6 +76,51 @@ impl Class {
     }
 }
 
+/// How a verified image is activated (`--integrity`, boot.toml's `integrity`): the one
+/// definition the command line, the boot config and the admission pipeline share.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrity {
+    /// A read-only dm-verity table (needs `/dev/mapper/control` and a kernel activator).
+    Kernel,
+    /// Verify the whole image into a sealed memfd and loop-mount that.
+    Userspace,
+    /// Kernel when `/dev/mapper/control` exists and an activator is available, else userspace.
+    #[default]
+    Auto,
+}
+
+impl Integrity {
+    /// The lower-case name (`kernel`, `userspace`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Integrity::Kernel => "kernel",
+            Integrity::Userspace => "userspace",
+            Integrity::Auto => "auto",
+        }
+    }
+
+    /// Whether images are activated by the kernel, given whether a kernel activator is
+    /// available: `auto` picks the kernel only with one and `/dev/mapper/control`.
+    pub fn uses_kernel(self, activator: bool) -> bool {
+        match self {
+            Integrity::Kernel => true,
+            Integrity::Userspace => false,
+            Integrity::Auto => activator && std::path::Path::new("/dev/mapper/control").exists(),
+        }
+    }
+}
+
 impl std::fmt::Display for Class {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -12,23 +12,32 @@ use super::pipeline::{
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
 use crate::gate::{Bypass, MeasurementRecord};
+use crate::host::Host;
 use crate::image::Verified;
 use crate::measure::step::Measured;
 use std::path::{Path, PathBuf};
 
-/// Options of merge and refresh beyond the pipeline's.
-#[derive(Debug, Clone)]
-pub struct MergeOptions {
-    /// Pipeline settings (its `workspace` is replaced by the merge's own).
-    pub pipeline: PipelineConfig,
-    /// Any failure stops everything.
-    pub strict: bool,
-    /// `--noexec`.
-    pub noexec: Option<bool>,
-    /// `--mutable`.
+/// What one merge or refresh is asked to do; everything about the host (root, strictness,
+/// noexec, workspace) is in the [`Host`] it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeRequest {
+    /// The class merged.
+    pub class: super::plan::Class,
+    /// Replace the current merge atomically (`refresh`) instead of refusing one that exists.
+    pub refresh: bool,
+    /// `--mutable` (the boot hook: `no`).
     pub mutable: super::mutable::MutableMode,
-    /// Where the private workspace tmpfs is mounted.
-    pub workspace_base: PathBuf,
+}
+
+impl MergeRequest {
+    /// A read-only `merge` of `class`.
+    pub fn merge(class: super::plan::Class) -> Self {
+        MergeRequest {
+            class,
+            refresh: false,
+            mutable: Default::default(),
+        }
+    }
 }
 
 /// One merged image, for reports.
@@ -68,6 +77,11 @@ pub enum MergeError {
     /// Mounting failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The operation could not start (host os-release without an ID, unreadable rollback state,
+    /// TPM unreachable) or could not finish its bookkeeping (`--ratchet`): an operational error,
+    /// not an image's fault.
+    #[error("{0}")]
+    Host(String),
     /// The class's lock could not be taken.
     #[error("lock {path}: {source}")]
     Lock {
@@ -115,16 +129,19 @@ pub fn list(cfg: &PipelineConfig) -> Vec<Candidate> {
     discover(&cfg.root, cfg.class, in_initrd(&cfg.root))
 }
 
-/// `merge` (refresh = false) or `refresh` (true), under the class lock the caller holds.
+/// `merge` or `refresh` (`req.refresh`) of `req.class` on `host`, under the class lock the caller
+/// holds, admitting images with `pipeline` (built from the same host by
+/// [`super::run::admission`]).
 pub fn merge(
     _lock: &ClassLock,
-    opts: &MergeOptions,
+    host: &Host,
+    req: &MergeRequest,
+    pipeline: &PipelineConfig,
     measurer: &mut dyn Measurer,
     dm: Option<&dyn DmActivator>,
-    refresh: bool,
 ) -> Result<MergeOutcome, MergeError> {
-    let class = opts.pipeline.class;
-    let root = &opts.pipeline.root;
+    let (class, refresh) = (req.class, req.refresh);
+    let root = &host.root;
     if !refresh {
         let ours: Vec<String> = class
             .hierarchies()
@@ -137,8 +154,8 @@ pub fn merge(
             return Err(MergeError::AlreadyMerged(ours));
         }
     }
-    let ws = Workspace::create(&opts.workspace_base)?;
-    let mut cfg = opts.pipeline.clone();
+    let ws = Workspace::create(&host.workspace)?;
+    let mut cfg = pipeline.clone();
     cfg.workspace = ws.images();
     let mut prepared = Vec::new();
     let mut skipped = Vec::new();
@@ -148,7 +165,7 @@ pub fn merge(
             Err(f) => skipped.push(f),
         }
     }
-    if opts.strict && !skipped.is_empty() {
+    if host.strict && !skipped.is_empty() {
         prepared.into_iter().for_each(|p| p.discard());
         return Err(MergeError::Strict(skipped));
     }
@@ -160,7 +177,7 @@ pub fn merge(
             Err(f) => skipped.push(f),
         }
     }
-    if opts.strict && !skipped.is_empty() {
+    if host.strict && !skipped.is_empty() {
         return Err(MergeError::Strict(skipped));
     }
     let inputs: Vec<ExtensionInput> = admitted
@@ -183,8 +200,8 @@ pub fn merge(
         &inputs,
         &host_has,
         PlanOptions {
-            noexec: opts.noexec,
-            mutable: opts.mutable,
+            noexec: host.class(class).noexec,
+            mutable: req.mutable,
         },
     );
     let overlay_start = std::time::Instant::now();

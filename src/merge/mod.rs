@@ -1,5 +1,6 @@
 //! sysext/confext merges: discovery, the pure planner, mutable modes, applying overlays through `sys`,
-//! markers, status.
+//! markers, status. [`run`] holds the library entry points (merge, refresh, unmerge on a
+//! [`crate::host::Host`]) that the command line and the boot hook call.
 pub mod apply;
 pub mod discover;
 pub mod engine;
@@ -7,6 +8,7 @@ pub mod mutable;
 pub mod pipeline;
 pub mod plan;
 pub mod release_check;
+pub mod run;
 pub mod status;
 pub mod version;
 pub mod vpick;

@@ -26,17 +26,8 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// How verified images are activated (`--integrity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Integrity {
-    /// A read-only dm-verity table (needs `/dev/mapper/control` and a [`DmActivator`]).
-    Kernel,
-    /// Verify the whole image into a sealed memfd and loop-mount that.
-    Userspace,
-    /// Kernel when `/dev/mapper/control` exists and an activator is available, else userspace.
-    Auto,
-}
+/// How verified images are activated (`--integrity`); defined with the image types.
+pub use crate::image::Integrity;
 
 /// Kernel dm-verity activation, implemented in `sys::dm` (VM issue). Returns the mapped device.
 pub trait DmActivator {

@@ -6,14 +6,16 @@
 
 use super::plan::StageRecord;
 use super::stage::{self, StageFacts};
+use crate::host::Host;
 use crate::merge::apply::Workspace;
-use crate::merge::pipeline::{self, ImageKind, Integrity, Measurer, PipelineConfig};
+use crate::merge::pipeline::{self, ImageKind, Measurer, PipelineConfig};
 use crate::merge::plan::Class;
 use std::path::{Path, PathBuf};
 
-/// What `soft-reboot prepare` was asked to do.
+/// What one `soft-reboot prepare` is asked to stage; everything about the host (root, trust,
+/// policy and PCR of a root image, integrity, workspace, ratchet) is in the [`Host`].
 #[derive(Debug, Clone)]
-pub struct PrepareOptions {
+pub struct PrepareRequest {
     /// The root image.
     pub image: PathBuf,
     /// Where to mount it (default /run/nextroot).
@@ -22,22 +24,6 @@ pub struct PrepareOptions {
     pub record: PathBuf,
     /// The init the tree must provide (default: systemd's list).
     pub init: Option<String>,
-    /// systemd image-policy string; `None` = signed images only.
-    pub image_policy: Option<String>,
-    /// Certificate directories (`--trust`); empty = the default verity.d dirs.
-    pub trust: Vec<PathBuf>,
-    /// Activation mode.
-    pub integrity: Integrity,
-    /// PCR to extend (default 15).
-    pub pcr: u32,
-    /// Where the private workspace tmpfs is mounted.
-    pub workspace_base: PathBuf,
-    /// The system whose verity.d and rollback state apply (`--root`, default /).
-    pub root: PathBuf,
-    /// Its floors and TPM epoch ([`crate::rollback::admit::Guard::load`]).
-    pub rollback: crate::rollback::admit::Guard,
-    /// `--ratchet`: after staging, raise the root's floor to its version.
-    pub ratchet: bool,
 }
 
 /// Which step refused the image, and why.
@@ -58,9 +44,13 @@ fn image_name(path: &Path) -> String {
     n.strip_suffix(".raw").unwrap_or(&n).to_string()
 }
 
-/// Runs the whole prepare. On failure nothing stays mounted and no record is written.
+/// Runs the whole prepare of `req` on `host`, checking versions against `rollback` (from
+/// [`Host::rollback_guard`]) and measuring with `measurer` (from [`Host::open_tpm`]). On failure
+/// nothing stays mounted and no record is written.
 pub fn prepare(
-    opts: &PrepareOptions,
+    host: &Host,
+    req: &PrepareRequest,
+    rollback: crate::rollback::admit::Guard,
     measurer: &mut dyn Measurer,
 ) -> Result<StageRecord, PrepareError> {
     let op = |m: String| PrepareError {
@@ -71,36 +61,36 @@ pub fn prepare(
         check_failed: true,
         message: m,
     };
-    let name = image_name(&opts.image);
-    let img = opts.image.display().to_string();
-    stage::check_nextroot_free(&opts.nextroot).map_err(op)?;
-    let kind = match std::fs::metadata(&opts.image) {
+    let name = image_name(&req.image);
+    let img = req.image.display().to_string();
+    stage::check_nextroot_free(&req.nextroot).map_err(op)?;
+    let kind = match std::fs::metadata(&req.image) {
         Ok(m) if m.is_file() => ImageKind::Raw,
         Ok(m) if m.is_dir() => ImageKind::Directory,
         Ok(_) => ImageKind::Block,
         Err(e) => return Err(op(format!("{img}: {e}"))),
     };
-    std::fs::create_dir_all(&opts.workspace_base)
-        .map_err(|e| op(format!("{}: {e}", opts.workspace_base.display())))?;
-    let ws = Workspace::create(&opts.workspace_base).map_err(|e| op(e.to_string()))?;
+    std::fs::create_dir_all(&host.workspace)
+        .map_err(|e| op(format!("{}: {e}", host.workspace.display())))?;
+    let ws = Workspace::create(&host.workspace).map_err(|e| op(e.to_string()))?;
     let cfg = PipelineConfig {
         // The class only names the overlay kind; `nextroot` makes the token measure as a root,
         // and the extension-release check does not apply to a whole OS (it is checked as one).
         class: Class::Sysext,
-        root: opts.root.clone(),
-        image_policy: opts.image_policy.clone(),
-        trust: opts.trust.clone(),
-        integrity: opts.integrity,
-        pcr: opts.pcr,
+        root: host.root.clone(),
+        image_policy: host.nextroot.image_policy.clone(),
+        trust: host.trust.clone(),
+        integrity: host.integrity,
+        pcr: host.nextroot_pcr(),
         force: false,
         nextroot: true,
         in_initrd: false,
         host: Default::default(),
         arch: String::new(),
         workspace: ws.images(),
-        rollback: opts.rollback.clone(),
+        rollback,
     };
-    let prepared = pipeline::prepare_image(&name, &opts.image, kind, &cfg, None)
+    let prepared = pipeline::prepare_image(&name, &req.image, kind, &cfg, None)
         .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check, f.reason)))?;
     // prepare_image mounts at <workspace>/<name> (Prepared has no accessor for it yet).
     let mounted = cfg.workspace.join(&name);
@@ -110,7 +100,7 @@ pub fn prepare(
             "{img}: a root image must be verity-protected; this one has no root hash"
         )));
     }
-    let tree = match stage::check_tree(&mounted, opts.init.as_deref()) {
+    let tree = match stage::check_tree(&mounted, req.init.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             prepared.discard();
@@ -119,7 +109,7 @@ pub fn prepare(
     };
     let floor_key = crate::merge::release_check::root_floor_key(&name, &mounted);
     let admitted = prepared
-        .measure(opts.pcr, measurer)
+        .measure(host.nextroot_pcr(), measurer)
         .map_err(|f| op(format!("{img}: measurement failed: {}", f.reason)))?;
     let version = admitted.info().version.clone();
     let info = admitted.info();
@@ -134,16 +124,16 @@ pub fn prepare(
     };
     let record = stage::install(
         admitted.mount_path(),
-        &opts.nextroot,
-        &opts.record,
+        &req.nextroot,
+        &req.record,
         &facts,
         &tree,
     )
     .map_err(op)?;
     drop(ws);
-    if let (true, Some(v)) = (opts.ratchet, version) {
+    if let (true, Some(v)) = (host.ratchet, version) {
         let admitted = [(crate::rollback::Class::Root, floor_key, v)];
-        crate::rollback::admit::ratchet(&opts.root, &admitted)
+        crate::rollback::admit::ratchet(&host.root, &admitted)
             .map_err(|e| op(format!("{img}: staged, but --ratchet failed: {e}")))?;
     }
     Ok(record)
