@@ -35,6 +35,8 @@ pub trait ClassPipeline {
 /// The boot hook: verifies, measures and merges every class `cfg` names on `host`, and returns
 /// the report (`config_path` is recorded in it); `log` receives each decision as it is made.
 /// Nothing is written: the caller stores the report ([`report::Report::to_json`]).
+/// Of `cfg`, only `classes`, `required` and `on-failure` are read here: its host settings (root,
+/// trust, TPM, ...) reach the run through `host` ([`host_from_config`] for a `boot.toml`).
 pub fn run(
     host: &Host,
     cfg: &Config,
