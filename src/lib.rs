@@ -14,6 +14,11 @@
 //! Layers: the pure core ([`verity`] formats and tree math, [`digest`], FEC, policy, release matching,
 //! planning) works on byte slices and small traits; [`io`] holds file-backed sources; `sys` holds
 //! the syscalls (mounts, loop devices, device-mapper, memfd seals); [`cli`] parses arguments and prints.
+//!
+//! Everything about the machine an admission runs on (root, trust store, image policy per class,
+//! TPM, event log, integrity mode) is resolved once into a [`host::Host`], from the command line or
+//! from `boot.toml`, or filled in by a program that embeds the library; the verbs are library
+//! calls on it: [`merge::run::merge`], [`boot::run`], [`reboot::prepare::prepare`].
 #![deny(unsafe_code)]
 
 pub mod attest;
