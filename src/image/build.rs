@@ -195,7 +195,7 @@ fn make_fs(o: &BuildOptions, src: &Path, img: &Path) -> Result<(), BuildError> {
 fn release_fields(o: &BuildOptions) -> Result<Vec<(&'static str, String)>, BuildError> {
     let mut fields = Vec::new();
     if let Some(v) = &o.version {
-        if let Some(why) = crate::rollback::version_problem(v) {
+        if let Some(why) = super::version::version_problem(v) {
             return Err(BuildError::Usage(format!("--version {v:?} {why}")));
         }
         fields.push(("IMAGE_VERSION", v.clone()));
@@ -242,7 +242,7 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     let name = release::image_name(&file_name).to_string();
     let fields = release_fields(o)?;
     if o.root {
-        crate::reboot::stage::check_tree(&o.src, None)
+        super::ostree::check_tree(&o.src, None)
             .map_err(|e| BuildError::Source(format!("--class root: {e}")))?;
     } else {
         check_source(&o.src, o.class, &name)?;

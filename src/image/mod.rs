@@ -20,6 +20,7 @@ pub mod fs;
 pub mod fsread;
 pub mod gpt;
 pub mod info;
+pub mod ostree;
 pub mod policy;
 pub mod release;
 pub mod sidecar;
@@ -29,6 +30,7 @@ pub mod token;
 pub mod treedigest;
 pub mod trust;
 pub mod verify;
+pub mod version;
 
 pub use token::Verified;
 

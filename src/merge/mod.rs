@@ -10,5 +10,4 @@ pub mod plan;
 pub mod release_check;
 pub mod run;
 pub mod status;
-pub mod version;
 pub mod vpick;

@@ -3,7 +3,7 @@
 //! No file system access: the caller says which extensions carry which hierarchies.
 
 use super::mutable::MutableMode;
-use super::version::strverscmp_improved;
+use crate::image::version::strverscmp_improved;
 
 /// sysext (`/usr`, `/opt`) or confext (`/etc`): the image module's class, with the merge-side
 /// facts (hierarchies, search paths, markers) added here.

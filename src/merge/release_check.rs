@@ -75,7 +75,7 @@ fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
     use rustix::fs::OFlags;
     use std::os::fd::AsFd;
     let root = pivot::open_dir(mnt).map_err(|e| e.to_string())?;
-    for p in crate::reboot::plan::OS_RELEASE_PATHS {
+    for p in crate::image::ostree::OS_RELEASE_PATHS {
         let Ok(fd) = pivot::open_in_root(root.as_fd(), p, OFlags::RDONLY) else {
             continue;
         };

@@ -27,7 +27,7 @@
 //! block devices `NAME_*.raw`; `NAME.v/` picks directory trees `NAME_*` ([`filter_for_dir`]).
 
 use super::plan::Class;
-use super::version::strverscmp_improved;
+use crate::image::version::strverscmp_improved;
 use std::cmp::Ordering;
 use std::path::Path;
 

@@ -16,13 +16,12 @@
 //! A failure in 1 or 2 (or a pivot that the kernel refuses) unmounts whatever was bound and leaves
 //! the current root running; [`SwitchError::root_untouched`] says so.
 
-use super::plan::{self, InitKind, KeepFd, Observed, StageRecord};
+use super::plan::{self, KeepFd, Observed, StageRecord};
 use super::stage::observe;
+use crate::image::ostree::{find_init, find_os_release};
 use crate::sys::pivot::{self, PivotError};
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::OFlags;
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What `soft-reboot exec` was asked to do.
@@ -80,76 +79,6 @@ struct Checked {
 
 fn refused(m: impl std::fmt::Display) -> SwitchError {
     SwitchError::Refused(m.to_string())
-}
-
-/// Reads the first bytes of an open file.
-fn head_of(fd: &OwnedFd) -> Vec<u8> {
-    let mut f = std::fs::File::from(fd.try_clone().expect("dup of an open descriptor"));
-    let mut buf = vec![0u8; 256];
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    buf.truncate(n);
-    buf
-}
-
-/// Checks that `path` inside `root` is something the kernel will execute, following a `#!`
-/// interpreter (which must be an executable too) as exec would.
-pub fn check_executable(root: &OwnedFd, path: &str) -> Result<(), String> {
-    let mut path = path.to_string();
-    for _ in 0..4 {
-        let fd = pivot::open_in_root(root.as_fd(), &path, OFlags::RDONLY)
-            .map_err(|e| format!("init {path}: {e}"))?;
-        let mode = pivot::mode_of(fd.as_fd(), &path).map_err(|e| e.to_string())?;
-        match plan::check_init(&path, mode, &head_of(&fd)).map_err(|e| format!("init: {e}"))? {
-            InitKind::Elf => return Ok(()),
-            InitKind::Script(interp) => path = interp,
-        }
-    }
-    Err(format!(
-        "init: too many levels of #! interpreters ending at {path}"
-    ))
-}
-
-/// Finds the os-release file of the tree under `root` (relative path).
-pub fn find_os_release(root: &OwnedFd) -> Result<String, String> {
-    for p in plan::OS_RELEASE_PATHS {
-        if let Ok(fd) = pivot::open_in_root(root.as_fd(), p, OFlags::RDONLY) {
-            let mode = pivot::mode_of(fd.as_fd(), p).map_err(|e| e.to_string())?;
-            if mode & libc::S_IFMT == libc::S_IFREG {
-                return Ok(p.to_string());
-            }
-        }
-    }
-    Err(format!(
-        "no os-release ({}): not an OS tree",
-        plan::OS_RELEASE_PATHS.join(" or ")
-    ))
-}
-
-/// Finds the init to run: `wanted`, or the first of systemd's defaults that is executable.
-pub fn find_init(root: &OwnedFd, wanted: Option<&str>) -> Result<String, String> {
-    if let Some(w) = wanted {
-        if !w.starts_with('/') {
-            return Err(format!(
-                "init {w}: must be an absolute path inside the new root"
-            ));
-        }
-        check_executable(root, w)?;
-        return Ok(w.to_string());
-    }
-    let mut why = Vec::new();
-    for cand in plan::DEFAULT_INITS {
-        match check_executable(root, cand) {
-            Ok(()) => return Ok(cand.to_string()),
-            Err(e) => why.push(e),
-        }
-    }
-    Err(format!("no usable init ({})", why.join("; ")))
 }
 
 fn precheck(opts: &ExecOptions) -> Result<(Checked, StageRecord), SwitchError> {

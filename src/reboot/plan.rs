@@ -1,5 +1,4 @@
-//! The pure parts of a verified soft reboot: the staging record and its checks, the init program's
-//! header check, the `--keep-fd` syntax and the `LISTEN_*` environment of the file-descriptor store.
+//! The pure parts of a verified soft reboot: the staging record and its checks, the `--keep-fd` syntax and the `LISTEN_*` environment of the file-descriptor store.
 //! No files, no syscalls: `stage` and `exec` gather the facts and call these.
 
 use serde::{Deserialize, Serialize};
@@ -7,16 +6,6 @@ use thiserror::Error;
 
 /// Version of the staging record format.
 pub const RECORD_VERSION: u32 = 1;
-
-/// Where an OS tree keeps its identity, in systemd's order (spec/systemd.md 5.1 step 5).
-pub const OS_RELEASE_PATHS: &[&str] = &["etc/os-release", "usr/lib/os-release"];
-
-/// The init programs tried when `--init` is not given, in systemd's order.
-pub const DEFAULT_INITS: &[&str] = &[
-    "/usr/lib/systemd/systemd",
-    "/lib/systemd/systemd",
-    "/sbin/init",
-];
 
 /// Device numbers of a block or anonymous device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,49 +177,6 @@ pub fn check_staged(
         }
     }
     Ok(())
-}
-
-/// What kind of program an init file is, from its first bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InitKind {
-    /// An ELF executable.
-    Elf,
-    /// A script; the interpreter path as written after `#!`.
-    Script(String),
-}
-
-/// The init cannot be executed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum InitError {
-    #[error("{0} is not an executable regular file")]
-    NotExecutable(String),
-    #[error("{0} is neither an ELF binary nor a #! script")]
-    Format(String),
-    #[error("{0}: #! line names no interpreter")]
-    NoInterpreter(String),
-}
-
-/// Classifies an init program from its mode bits and first bytes, so that an exec that would fail
-/// after the switch (when there is no way back) is refused before it.
-pub fn check_init(path: &str, mode: u32, head: &[u8]) -> Result<InitKind, InitError> {
-    const S_IFMT: u32 = 0o170000;
-    const S_IFREG: u32 = 0o100000;
-    if mode & S_IFMT != S_IFREG || mode & 0o111 == 0 {
-        return Err(InitError::NotExecutable(path.into()));
-    }
-    if head.starts_with(b"\x7fELF") {
-        return Ok(InitKind::Elf);
-    }
-    if let Some(rest) = head.strip_prefix(b"#!") {
-        let line = rest.split(|&b| b == b'\n').next().unwrap_or(&[]);
-        let line = String::from_utf8_lossy(line);
-        let interp = line.split_whitespace().next().unwrap_or("");
-        if interp.is_empty() {
-            return Err(InitError::NoInterpreter(path.into()));
-        }
-        return Ok(InitKind::Script(interp.to_string()));
-    }
-    Err(InitError::Format(path.into()))
 }
 
 /// One descriptor to hand to the new init.
@@ -420,35 +366,6 @@ mod tests {
             StageRecord::parse(b"{"),
             Err(RecordError::Parse(_))
         ));
-    }
-
-    #[test]
-    fn init_checks() {
-        let reg_x = 0o100755;
-        let cases: Vec<(u32, &[u8], Result<InitKind, InitError>)> = vec![
-            (reg_x, b"\x7fELF\x02\x01", Ok(InitKind::Elf)),
-            (
-                reg_x,
-                b"#!/bin/sh\necho",
-                Ok(InitKind::Script("/bin/sh".into())),
-            ),
-            (
-                reg_x,
-                b"#! /bin/busybox sh -e\n",
-                Ok(InitKind::Script("/bin/busybox".into())),
-            ),
-            (reg_x, b"#!\n", Err(InitError::NoInterpreter("/i".into()))),
-            (reg_x, b"echo hi\n", Err(InitError::Format("/i".into()))),
-            (
-                0o100644,
-                b"\x7fELF",
-                Err(InitError::NotExecutable("/i".into())),
-            ),
-            (0o040755, b"", Err(InitError::NotExecutable("/i".into()))),
-        ];
-        for (mode, head, want) in cases {
-            assert_eq!(check_init("/i", mode, head), want, "{mode:o} {head:?}");
-        }
     }
 
     #[test]

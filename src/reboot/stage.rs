@@ -1,13 +1,15 @@
 //! Staging a verified root at the nextroot and recording what was staged.
 //!
 //! `soft-reboot prepare` runs the image through the pipeline into a private workspace mount, checks
-//! that the tree is an OS (os-release and an executable init, [`check_tree`]), has it measured as
+//! that the tree is an OS (os-release and an executable init, [`crate::image::ostree::check_tree`]), has it measured as
 //! class nextroot, and only then moves the mount onto the nextroot ([`install`]). The record it
 //! writes (default [`DEFAULT_RECORD`]) pins that mount by device, root inode and mount id, so that
 //! `soft-reboot exec` (or an operator) can tell the staged root from anything mounted there later.
 
-use super::exec::{find_init, find_os_release};
 use super::plan::{DevId, Observed, StageRecord, RECORD_VERSION};
+// Where it was defined before it moved down to `image` (which needs it for `image build --class
+// root`); `soft-reboot prepare` and the CLI keep calling it from here.
+pub use crate::image::ostree::{check_tree, OsTree};
 use crate::io::output::write_atomic;
 use crate::sys::pivot;
 use rustix::fd::{AsFd, OwnedFd};
@@ -32,24 +34,6 @@ pub fn observe(dir: &OwnedFd, path: &Path) -> io::Result<Observed> {
         mnt_id_unique: id.mnt_id_unique,
         parent_mnt_id: id.parent_mnt_id,
     })
-}
-
-/// What makes a mounted tree a bootable OS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsTree {
-    /// The os-release file, relative to the tree's root.
-    pub os_release: String,
-    /// The init to execute, absolute inside the tree.
-    pub init: String,
-}
-
-/// Checks that the tree at `dir` has an os-release and an init the kernel can execute (resolving
-/// symlinks inside the tree, as it will see them after the switch).
-pub fn check_tree(dir: &Path, init: Option<&str>) -> Result<OsTree, String> {
-    let root = pivot::open_dir(dir).map_err(|e| e.to_string())?;
-    let os_release = find_os_release(&root).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let init = find_init(&root, init).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(OsTree { os_release, init })
 }
 
 /// What the pipeline established about the image, for the record.

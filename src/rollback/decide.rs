@@ -9,7 +9,7 @@
 //!    not be below the floor (`strverscmp_improved`; equal is admitted).
 //! 3. Otherwise the image is admitted: without a floor, any version (or none) is fine.
 
-use crate::merge::version::strverscmp_improved;
+use crate::image::version::strverscmp_improved;
 use std::cmp::Ordering;
 use thiserror::Error;
 

@@ -10,8 +10,9 @@
 //! field, a duplicate entry, an invalid name or version, trailing bytes) is an error, never a
 //! partial set of floors, because a floor silently dropped is a rollback silently allowed.
 
-use super::{name_problem, version_problem, Class};
-use crate::merge::version::strverscmp_improved;
+use super::{name_problem, Class};
+use crate::image::version::strverscmp_improved;
+use crate::image::version::version_problem;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -110,7 +111,7 @@ impl Change {
     }
 }
 
-/// The floors, keyed by (class, name). Versions are valid ([`super::version_is_valid`]).
+/// The floors, keyed by (class, name). Versions are valid ([`crate::image::version::version_is_valid`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Floors {
     map: BTreeMap<(Class, String), String>,

@@ -37,39 +37,6 @@ pub use decide::{decide, Refusal};
 pub use floors::{Change, Floors, FloorsError};
 pub use store::{FloorStore, StoreError, STATE_FILE};
 
-/// Longest version string kept as a floor (systemd's own versions are far shorter).
-pub const MAX_VERSION_LEN: usize = 128;
-
-/// Whether `v` may be stored as a floor or written as `IMAGE_VERSION=`: 1-128 characters from
-/// systemd's version alphabet (`version_is_valid`: letters, digits, `.,_+-`) plus the `~` and `^`
-/// that `strverscmp_improved` orders. No `:`, so a version fits an event string's field; no
-/// space or quote, so it needs no quoting in an os-release file.
-pub fn version_is_valid(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= MAX_VERSION_LEN
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".,_+-~^".contains(&b))
-}
-
-/// What a version is refused for, in words, or None when it is valid.
-pub fn version_problem(v: &str) -> Option<String> {
-    if v.is_empty() {
-        return Some("is empty".into());
-    }
-    if v.len() > MAX_VERSION_LEN {
-        return Some(format!("is longer than {MAX_VERSION_LEN} characters"));
-    }
-    if let Some(c) = v
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ".,_+-~^".contains(*c)))
-    {
-        return Some(format!(
-            "contains {c:?}; versions use letters, digits and . , _ + - ~ ^"
-        ));
-    }
-    None
-}
-
 /// The classes floors are kept for: the two extension classes and the soft-reboot root (whose
 /// version is in its os-release).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,24 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_and_names() {
-        for v in [
-            "1",
-            "1.2.3",
-            "2024.01.05-rc1",
-            "1.0~rc1",
-            "1.0^git3",
-            "7_x",
-            "1+2,3",
-        ] {
-            assert!(version_is_valid(v), "{v}");
-            assert_eq!(version_problem(v), None);
-        }
-        for v in ["", "1 2", "1:2", "a\"b", "é", &"9".repeat(129)] {
-            assert!(!version_is_valid(v), "{v}");
-            assert!(version_problem(v).is_some(), "{v}");
-        }
-        assert!(version_problem("1:2").unwrap().contains("':'"));
+    fn names_and_classes() {
         assert_eq!(name_problem(Class::Sysext, "foo"), None);
         assert_eq!(name_problem(Class::Root, "my_os"), None);
         assert!(name_problem(Class::Sysext, "foo_1")

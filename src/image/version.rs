@@ -1,5 +1,11 @@
-//! systemd's version-aware name comparison (`strverscmp_improved`, src/fundamental), which decides
-//! the order of extensions in the overlay: the name that sorts last is the top layer and wins.
+//! Versions: systemd's version-aware comparison (`strverscmp_improved`, src/fundamental), which
+//! decides the order of extensions in the overlay (the name that sorts last is the top layer and
+//! wins) and whether a release is older than a rollback floor, and the version alphabet an
+//! `IMAGE_VERSION=` may use ([`version_problem`]). Here in `image` (layer L8) because the image
+//! builder, the merge planner, vpick and the rollback floors all order or check versions.
+//! Hand-written on purpose (issue 16, point 5): no maintained crate implements systemd's ordering
+//! (`~` pre-releases, `^` post-releases, the handling of separators), and a different order would
+//! pick a different top layer or floor than systemd.
 //!
 //! Rules, as systemd's: characters other than `[0-9A-Za-z~^.-]` are skipped; `~` sorts before
 //! anything (pre-releases), `-` before anything but `~`, `^` and `.` before
@@ -118,10 +124,64 @@ pub fn strverscmp_improved(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// Longest version string kept as a floor (systemd's own versions are far shorter).
+pub const MAX_VERSION_LEN: usize = 128;
+
+/// Whether `v` may be stored as a floor or written as `IMAGE_VERSION=`: 1-128 characters from
+/// systemd's version alphabet (`version_is_valid`: letters, digits, `.,_+-`) plus the `~` and `^`
+/// that `strverscmp_improved` orders. No `:`, so a version fits an event string's field; no
+/// space or quote, so it needs no quoting in an os-release file.
+pub fn version_is_valid(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_VERSION_LEN
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".,_+-~^".contains(&b))
+}
+
+/// What a version is refused for, in words, or None when it is valid.
+pub fn version_problem(v: &str) -> Option<String> {
+    if v.is_empty() {
+        return Some("is empty".into());
+    }
+    if v.len() > MAX_VERSION_LEN {
+        return Some(format!("is longer than {MAX_VERSION_LEN} characters"));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".,_+-~^".contains(*c)))
+    {
+        return Some(format!(
+            "contains {c:?}; versions use letters, digits and . , _ + - ~ ^"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Ordering::*;
+
+    #[test]
+    fn versions_valid_and_refused() {
+        for v in [
+            "1",
+            "1.2.3",
+            "2024.01.05-rc1",
+            "1.0~rc1",
+            "1.0^git3",
+            "7_x",
+            "1+2,3",
+        ] {
+            assert!(version_is_valid(v), "{v}");
+            assert_eq!(version_problem(v), None);
+        }
+        for v in ["", "1 2", "1:2", "a\"b", "é", &"9".repeat(129)] {
+            assert!(!version_is_valid(v), "{v}");
+            assert!(version_problem(v).is_some(), "{v}");
+        }
+        assert!(version_problem("1:2").unwrap().contains("':'"));
+    }
 
     // systemd's test-string-util.c TEST(strverscmp_improved): the list is ascending.
     const ASCENDING: &[&str] = &[
