@@ -8,7 +8,6 @@ use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use verity::sys::pidfd;
 
 const BIN: &str = env!("CARGO_BIN_EXE_verity");
 
@@ -60,13 +59,12 @@ fn build_image(dir: &Path, name: &str, t: &Tree) -> PathBuf {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let img = dir.join(format!("{name}.erofs"));
-    let o = pidfd::output(
-        Command::new("mkfs.erofs")
-            .arg("--quiet")
-            .arg(&img)
-            .arg(&tree),
-    )
-    .expect("mkfs.erofs (erofs-utils) is required");
+    let o = Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(&img)
+        .arg(&tree)
+        .output()
+        .expect("mkfs.erofs (erofs-utils) is required");
     assert!(
         o.status.success(),
         "mkfs.erofs: {}",
@@ -101,7 +99,7 @@ fn run_as_pid1(script: &str, env: &[(&str, String)]) -> (i32, String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let o = pidfd::output(&mut cmd).expect("unshare (util-linux) is required");
+    let o = cmd.output().expect("unshare (util-linux) is required");
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -358,13 +356,10 @@ echo EXEC_FD_RC=$rc
 
 #[test]
 fn soft_reboot_exec_outside_pid1_is_refused() {
-    let o = pidfd::output(Command::new(BIN).args([
-        "soft-reboot",
-        "exec",
-        "--nextroot",
-        "/nonexistent/nextroot",
-    ]))
-    .unwrap();
+    let o = Command::new(BIN)
+        .args(["soft-reboot", "exec", "--nextroot", "/nonexistent/nextroot"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("must run as PID 1"), "{err}");

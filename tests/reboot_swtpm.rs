@@ -14,7 +14,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use swtpm::Swtpm;
-use verity::sys::pidfd;
 
 const BIN: &str = env!("CARGO_BIN_EXE_verity");
 
@@ -59,14 +58,13 @@ fn os_tree(dir: &Path, with_init: bool) -> PathBuf {
 /// `verity image build --class root --sidecar`; returns (image path, root hash).
 fn build_root_image(dir: &Path, tree: &Path) -> (PathBuf, String) {
     let out = dir.join("os.raw");
-    let o = pidfd::output(
-        Command::new(BIN)
-            .args(["image", "build"])
-            .arg(tree)
-            .args(["--class", "root", "--sidecar", "--json", "-o"])
-            .arg(&out),
-    )
-    .unwrap();
+    let o = Command::new(BIN)
+        .args(["image", "build"])
+        .arg(tree)
+        .args(["--class", "root", "--sidecar", "--json", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "image build: {}",
@@ -107,7 +105,7 @@ fn run_as_pid1(script: &str, env: &[(&str, String)]) -> (i32, String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let o = pidfd::output(&mut cmd).expect("unshare (util-linux) is required");
+    let o = cmd.output().expect("unshare (util-linux) is required");
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -257,33 +255,30 @@ fn root_swtpm_soft_reboot_prepare_refuses_an_image_without_init() {
     let dir = tempfile::tempdir().unwrap();
     let tree = os_tree(dir.path(), false);
     // image build --class root refuses it already...
-    let o = pidfd::output(
-        Command::new(BIN)
-            .args(["image", "build"])
-            .arg(&tree)
-            .args(["--class", "root", "--sidecar", "-o"])
-            .arg(dir.path().join("noinit.raw")),
-    )
-    .unwrap();
+    let o = Command::new(BIN)
+        .args(["image", "build"])
+        .arg(&tree)
+        .args(["--class", "root", "--sidecar", "-o"])
+        .arg(dir.path().join("noinit.raw"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no usable init"));
     // ...so make one by hand (mkfs.erofs + verity format) and check that prepare refuses it too.
     let img = dir.path().join("noinit.raw");
-    let o = pidfd::output(
-        Command::new("mkfs.erofs")
-            .arg("--quiet")
-            .arg(&img)
-            .arg(&tree),
-    )
-    .unwrap();
+    let o = Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(&img)
+        .arg(&tree)
+        .output()
+        .unwrap();
     assert!(o.status.success());
-    let o = pidfd::output(
-        Command::new(BIN)
-            .arg("format")
-            .arg(&img)
-            .arg(dir.path().join("noinit.verity")),
-    )
-    .unwrap();
+    let o = Command::new(BIN)
+        .arg("format")
+        .arg(&img)
+        .arg(dir.path().join("noinit.verity"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{o:?}");
     let rh = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -327,13 +322,12 @@ fn root_swtpm_soft_reboot_exec_refuses_a_wrong_root_hash_and_a_swapped_nextroot(
     let (img, rh) = build_root_image(dir.path(), &tree);
     // The impostor: the same tree, mounted by hand after prepare (unverified, unmeasured).
     let evil = dir.path().join("evil.erofs");
-    let o = pidfd::output(
-        Command::new("mkfs.erofs")
-            .arg("--quiet")
-            .arg(&evil)
-            .arg(&tree),
-    )
-    .unwrap();
+    let o = Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(&evil)
+        .arg(&tree)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let log = dir.path().join("tpm2-measure.log");
     let marker = dir.path().join("old-root-marker");
@@ -396,18 +390,17 @@ fn root_swtpm_soft_reboot_signed_ddi_is_staged_and_an_untrusted_signer_is_refuse
     let tree = os_tree(dir.path(), true);
     let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys");
     let img = dir.path().join("os.raw");
-    let o = pidfd::output(
-        Command::new(BIN)
-            .args(["image", "build"])
-            .arg(&tree)
-            .args(["--class", "root", "--json", "--key"])
-            .arg(keys.join("leaf.key"))
-            .arg("--cert")
-            .arg(keys.join("leaf.crt"))
-            .arg("-o")
-            .arg(&img),
-    )
-    .unwrap();
+    let o = Command::new(BIN)
+        .args(["image", "build"])
+        .arg(&tree)
+        .args(["--class", "root", "--json", "--key"])
+        .arg(keys.join("leaf.key"))
+        .arg("--cert")
+        .arg(keys.join("leaf.crt"))
+        .arg("-o")
+        .arg(&img)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rh = v["root_hash"].as_str().unwrap().to_string();

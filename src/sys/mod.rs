@@ -1,4 +1,4 @@
-//! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root, pidfds.
+//! Syscalls: the mount API, loop devices, device-mapper, memfd seals, keyrings, pivot_root.
 //! The only place in the crate where `unsafe` may appear, each block with a `// SAFETY:` comment.
 //!
 //! Layer L7 (`tests/layering.rs`): above `verity`, `gate` and `io`, below `image`. It implements
@@ -12,7 +12,6 @@ pub mod keyring;
 pub mod loopdev;
 pub mod memfd;
 pub mod mount;
-pub mod pidfd;
 #[allow(unsafe_code)]
 pub mod pivot;
 pub mod simd;
