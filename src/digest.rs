@@ -1,5 +1,7 @@
 //! Hash algorithms by their kernel/veritysetup names, with a cloneable streaming state so a salted
 //! prefix can be absorbed once and reused for every block.
+//!
+//! Layer L1 (`tests/layering.rs`): above `hex` only.
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};

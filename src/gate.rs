@@ -3,13 +3,13 @@
 //! ([`MeasurementRecord`]), and the bypasses that weaken the chain ([`Bypass`]).
 //!
 //! Layer L5 (`tests/layering.rs`): every layer from `image` up speaks these words, so they sit
-//! below all of them and import only `hex`/`digest`-level code. The proof tokens themselves live
+//! below all of them and import nothing from the crate above `hex`. The proof tokens themselves live
 //! with the code that mints them, so their keys can stay private there: [`Verified<T>`] in
 //! `image::token` (minted only by `image::verify`) and `Measured<T>` in `measure::step`. `merge`
 //! and `soft_reboot` take `Measured<Verified<_>>` and nothing else, so an unverified or unmeasured
 //! merge does not compile.
 //!
-//! [`Verified<T>`]: ../image/token/struct.Verified.html
+//! [`Verified<T>`]: crate::image::Verified
 
 use serde::Serialize;
 use thiserror::Error;

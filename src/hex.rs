@@ -1,5 +1,7 @@
 //! Lower-case hex encoding and strict decoding. Root hashes are signed as lower-case hex text, so
 //! every place that prints one goes through [`encode`].
+//!
+//! Layer L0 (`tests/layering.rs`): imports nothing from the crate.
 
 use thiserror::Error;
 

@@ -11,9 +11,32 @@
 //!         -> read extension-release + match host -> measure (PCR + event log) -> merge / stage nextroot
 //! ```
 //!
-//! Layers: the pure core ([`verity`] formats and tree math, [`digest`], FEC, policy, release matching,
-//! planning) works on byte slices and small traits; [`io`] holds file-backed sources; `sys` holds
-//! the syscalls (mounts, loop devices, device-mapper, memfd seals); [`cli`] parses arguments and prints.
+//! Layers, low to high: a module imports only modules of lower layers. `tests/layering.rs` holds
+//! this table once and fails on any `crate::` path that goes sideways or up, so the folder names
+//! read as the pipeline from the bottom:
+//!
+//! ```text
+//! L0  hex, limits, timing   words, size limits, step timings
+//! L1  digest                hash algorithms
+//! L2  sys::simd             SIMD SHA-256 and Reed-Solomon kernels: pure compute, under sys/ only
+//!                           because unsafe is allowed nowhere else
+//! L3  verity                dm-verity format, hash trees, FEC: pure, over BlockSource/BlockSink
+//! L4  sign                  PKCS#7 root-hash signatures, trust stores
+//! L5  gate                  admission vocabulary: image events, bypasses, measurement records
+//! L6  io                    file-backed sources and sinks, atomic outputs
+//! L7  sys                   syscalls: mounts, loop devices, device-mapper, memfd seals, keyrings,
+//!                           pivot_root; no trust decisions
+//! L8  image                 open, dissect, signature + policy, integrity, release: Verified<T>
+//! L9  measure               PCRs, event log, TPM: Measured<T>
+//! L10 rollback              version floors and the TPM epoch
+//! L11 admit                 the per-image pipeline, from open to Measured<Verified<Image>>
+//! L12 host                  the host context, resolved once
+//! L13 merge                 sysext/confext overlays
+//! L14 reboot                soft reboot: stage /run/nextroot, switch into it
+//! L15 boot                  the boot hook
+//! L16 attest                quotes, Keylime and pcrlock policies
+//! L17 cli                   parse arguments, print, exit codes
+//! ```
 //!
 //! Everything about the machine an admission runs on (root, trust store, image policy per class,
 //! TPM, event log, integrity mode) is resolved once into a [`host::Host`], from the command line or

@@ -1,6 +1,8 @@
 //! Every size limit on bytes read from an image, a sidecar or a file-system inside an image, named
 //! in one place. Each bounds memory and work for input an attacker may control: a value over its
 //! limit is refused with a message naming the file or field, never allocated. Pure constants.
+//!
+//! Layer L0 (`tests/layering.rs`): imports nothing from the crate.
 
 /// An os-release or extension-release file (real ones are a few hundred bytes).
 pub const RELEASE_FILE: usize = 64 << 10;

@@ -2,6 +2,8 @@
 //! (open, dissect, signature, verity, mount, release, measure), in the order they ran, for the
 //! boot hook's report (`verity boot --json`) and the merge JSON, and the per-thread CPU clock that
 //! `verity::stats` reads. Observability only: nothing decides on these numbers.
+//!
+//! Layer L0 (`tests/layering.rs`): imports nothing from the crate.
 
 use serde::Serialize;
 use std::time::{Duration, Instant};

@@ -7,6 +7,10 @@
 //! Trust: the only trusted inputs are the AK public area (registered with the verifier), the
 //! nonce and the policy. Everything in a quote is untrusted until the signature check passed,
 //! and the PCR values until they hash to the signed digest.
+//!
+//! Layer L16 (`tests/layering.rs`): it only reads what lower layers produce (images, the event log,
+//! PCR math), so it could sit lower; it is placed just below `cli` because nothing but the CLI calls
+//! it, which keeps every other layer free to change without touching attestation.
 
 pub mod check;
 pub mod export;

@@ -7,6 +7,8 @@
 //! The per-class work is behind [`ClassPipeline`], so the decision logic here is tested against a
 //! fake ([`run_with`]); the real implementation is [`merge::MergePipeline`], the merge of
 //! `crate::merge::run` with kernel activation from `crate::sys::dm`.
+//!
+//! Layer L15 (`tests/layering.rs`): above `merge` and `reboot`, below `attest` and `cli`.
 
 pub mod config;
 pub mod install;

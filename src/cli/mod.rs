@@ -1,5 +1,8 @@
 //! Command-line layer: argument parsing, human and `--json` output, exit codes, progress bars.
 //! Exit codes: 0 success, 1 a verification/signature/policy check failed, 2 usage or operational error.
+//!
+//! Layer L17 (`tests/layering.rs`), the top: it may import everything, and nothing imports it. It
+//! parses and prints; every decision is a library call below it.
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;

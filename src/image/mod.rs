@@ -11,6 +11,11 @@
 //!
 //! An image is opened once ([`Dissected::open`] takes a [`std::fs::File`]); everything afterwards,
 //! including the [`verify::VerifiedImage`] handed to the merge pipeline, reads that descriptor.
+//!
+//! Layer L8 (`tests/layering.rs`): the first steps of the pipeline (open, dissect, signature and
+//! policy, integrity, release file), over `verity`, `sign`, `gate`, `io` and `sys`. It knows
+//! nothing of measurement, rollback, merging or soft reboot; what those share with it lives here
+//! (versions: [`version`]; what makes a tree an OS: [`ostree`]) or in `gate` (the event vocabulary).
 
 pub mod arch;
 pub mod build;

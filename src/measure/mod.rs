@@ -18,6 +18,8 @@
 //! eventType `dangerous`, extended into the same PCR just before the admission they weaken.
 //! Without a TPM (`--dangerous-no-tpm`) they are written without a `pcr` field, which replay
 //! skips, but still through the locked writer.
+//!
+//! Layer L9 (`tests/layering.rs`): above `image` (it measures `Verified` tokens), below `rollback`.
 
 pub mod eventlog;
 pub mod logfile;

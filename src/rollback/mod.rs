@@ -18,11 +18,14 @@
 //! The decision itself ([`decide()`]) is pure: found version and epoch, floor, TPM epoch → admit or
 //! a [`decide::Refusal`] that names "rollback", what was found and the floor.
 //!
-//! Pure core: [`floors`], [`mod@decide`], the version rules here. I/O edge: [`store`] (the state file,
-//! its lock and atomic replacement), [`epoch`] over the [`epoch::EpochNv`] trait (real: tss-esapi
-//! NV commands; fake: a software model of a TPM's NV counters), [`ops`] (raising and lowering,
-//! the latter measured into the event log), [`admit`] (the admission step: floors and epoch read
-//! once, each verified release file judged, `--ratchet`).
+//! Pure core: [`floors`], [`mod@decide`], the name rules here (the version rules are
+//! [`crate::image::version`]). I/O edge: [`store`] (the state file, its lock and atomic
+//! replacement), [`epoch`] over the [`epoch::EpochNv`] trait (real: tss-esapi NV commands; fake: a
+//! software model of a TPM's NV counters), [`ops`] (raising and lowering, the latter measured into
+//! the event log), [`admit`] (the admission step: floors and epoch read once, each verified
+//! release file judged, `--ratchet`).
+//!
+//! Layer L10 (`tests/layering.rs`): above `image` and `measure`, below the admission pipeline.
 
 pub mod admit;
 pub mod decide;

@@ -10,6 +10,8 @@
 //! PKCS7_NOVERIFY`): the signer must be one of the trusted certificates itself; certificates
 //! embedded in the signature are never trusted by themselves, and there is no chain or expiry check.
 //! [`verify_chain`] is the optional stricter policy on top (`--require-chain`).
+//!
+//! Layer L4 (`tests/layering.rs`): above `digest` and `hex`; knows nothing of images or TPMs.
 
 mod chain;
 mod keys;
