@@ -2,13 +2,19 @@
 //! disk, entries inside the usable area and not overlapping) and a writer that lays out the
 //! protective MBR, the primary and the backup table the way sfdisk and systemd-repart do.
 //!
-//! Pure core: reads through [`BlockSource`], writes into a [`BlockSink`]. GUIDs are kept in the
+//! Pure core: reads through [`BlockSource`], writes into a [`BlockSink`](crate::verity::BlockSink). GUIDs are kept in the
 //! canonical RFC 4122 byte order (the order of the text form); the on-disk mixed-endian encoding
 //! (first three fields little-endian) is converted at the edge of this file only, because mixing the
 //! two is the classic bug when comparing partition UUIDs with root-hash halves.
 
-use crate::verity::{BlockSink, BlockSource};
+use crate::verity::BlockSource;
 use std::fmt;
+
+mod write;
+pub use write::{first_usable_lba, write_gpt, NewPartition};
+
+#[cfg(test)]
+mod tests;
 
 /// Bytes in a GPT header as written (the rest of the sector is reserved, zero).
 pub const HEADER_SIZE: usize = 92;
@@ -515,191 +521,4 @@ fn parse_entries(raw: &[u8], esize: usize, h: &Header) -> Result<Vec<Partition>,
         out.push(p);
     }
     Ok(out)
-}
-
-/// A partition to write: its place is given in sectors by the caller.
-#[derive(Debug, Clone)]
-pub struct NewPartition {
-    /// Partition type.
-    pub type_guid: Guid,
-    /// Unique partition GUID.
-    pub uuid: Guid,
-    /// First sector.
-    pub first_lba: u64,
-    /// Number of sectors.
-    pub sectors: u64,
-    /// Attribute bits.
-    pub attrs: u64,
-    /// Label (at most 36 UTF-16 code units).
-    pub name: String,
-}
-
-/// Sectors the primary table occupies before the first usable LBA (MBR, header, 128 entries).
-pub fn first_usable_lba(sector: u64) -> u64 {
-    2 + (ENTRY_COUNT as u64 * ENTRY_SIZE as u64).div_ceil(sector)
-}
-
-/// Writes the protective MBR, primary and backup tables for a disk of `total_sectors`.
-/// The partitions must lie inside the usable area; it is checked, not trusted.
-pub fn write_gpt<W: BlockSink + ?Sized>(
-    out: &mut W,
-    sector: u64,
-    total_sectors: u64,
-    disk_guid: Guid,
-    parts: &[NewPartition],
-) -> std::io::Result<()> {
-    let esect = (ENTRY_COUNT as u64 * ENTRY_SIZE as u64).div_ceil(sector);
-    let first_usable = 2 + esect;
-    let last_usable = total_sectors - 2 - esect;
-    let mut entries = vec![0u8; ENTRY_COUNT as usize * ENTRY_SIZE];
-    for (i, p) in parts.iter().enumerate() {
-        let last = p.first_lba + p.sectors - 1;
-        if p.first_lba < first_usable || last > last_usable || p.sectors == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("partition {} does not fit the usable area", i + 1),
-            ));
-        }
-        let e = &mut entries[i * ENTRY_SIZE..(i + 1) * ENTRY_SIZE];
-        e[0..16].copy_from_slice(&p.type_guid.to_disk());
-        e[16..32].copy_from_slice(&p.uuid.to_disk());
-        e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
-        e[40..48].copy_from_slice(&last.to_le_bytes());
-        e[48..56].copy_from_slice(&p.attrs.to_le_bytes());
-        for (j, u) in p.name.encode_utf16().take(36).enumerate() {
-            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&u.to_le_bytes());
-        }
-    }
-    let entries_crc = crc32fast::hash(&entries);
-    let header = |my: u64, alt: u64, elba: u64| {
-        let mut h = vec![0u8; sector as usize];
-        h[0..8].copy_from_slice(SIGNATURE);
-        h[8..12].copy_from_slice(&REVISION.to_le_bytes());
-        h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-        h[24..32].copy_from_slice(&my.to_le_bytes());
-        h[32..40].copy_from_slice(&alt.to_le_bytes());
-        h[40..48].copy_from_slice(&first_usable.to_le_bytes());
-        h[48..56].copy_from_slice(&last_usable.to_le_bytes());
-        h[56..72].copy_from_slice(&disk_guid.to_disk());
-        h[72..80].copy_from_slice(&elba.to_le_bytes());
-        h[80..84].copy_from_slice(&ENTRY_COUNT.to_le_bytes());
-        h[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
-        h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
-        let crc = crc32fast::hash(&h[..HEADER_SIZE]);
-        h[16..20].copy_from_slice(&crc.to_le_bytes());
-        h
-    };
-    // Protective MBR: one 0xEE partition covering the disk (capped at 2^32-1 sectors).
-    let mut mbr = vec![0u8; sector as usize];
-    let pe = &mut mbr[446..462];
-    pe[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
-    pe[4] = 0xEE;
-    pe[5..8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
-    pe[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let n = (total_sectors - 1).min(u32::MAX as u64) as u32;
-    pe[12..16].copy_from_slice(&n.to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xAA;
-    let last = total_sectors - 1;
-    out.write_at(&mbr, 0)?;
-    out.write_at(&header(1, last, 2), sector)?;
-    out.write_at(&entries, 2 * sector)?;
-    out.write_at(&entries, (last - esect) * sector)?;
-    out.write_at(&header(last, 1, last - esect), last * sector)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: Guid = Guid::from_str_const("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
-
-    fn disk(parts: &[NewPartition]) -> Vec<u8> {
-        let total = 4096u64;
-        let mut v = vec![0u8; (total * 512) as usize];
-        write_gpt(&mut v, 512, total, Guid([7; 16]), parts).unwrap();
-        v
-    }
-
-    fn part(first: u64, sectors: u64, u: u8) -> NewPartition {
-        NewPartition {
-            type_guid: T,
-            uuid: Guid([u; 16]),
-            first_lba: first,
-            sectors,
-            attrs: ATTR_READ_ONLY,
-            name: "root-x86-64".into(),
-        }
-    }
-
-    #[test]
-    fn mixed_endian_matches_the_spec_example() {
-        // spec/systemd.md 3.2: data PARTUUID 2ef2e2b2-be1a-49fe-... is stored as b2e2f22e1abefe49...
-        let g = Guid::parse("2ef2e2b2-be1a-49fe-8695-f8c5682e6feb").unwrap();
-        assert_eq!(
-            crate::hex::encode(&g.to_disk()[..8]),
-            "b2e2f22e1abefe49".to_string()
-        );
-        assert_eq!(Guid::from_disk(&g.to_disk()), g);
-        assert_eq!(g.to_string(), "2ef2e2b2-be1a-49fe-8695-f8c5682e6feb");
-    }
-
-    #[test]
-    fn round_trip() {
-        let v = disk(&[part(2048, 100, 1), part(2148, 8, 2)]);
-        let g = read_gpt(&v).unwrap();
-        assert_eq!(g.sector, 512);
-        assert_eq!(g.partitions.len(), 2);
-        assert_eq!(g.partitions[0].uuid, Guid([1; 16]));
-        assert_eq!(g.partitions[0].type_guid, T);
-        assert_eq!(g.partitions[0].name, "root-x86-64");
-        assert_eq!(g.partitions[1].offset(512), 2148 * 512);
-        assert_eq!(g.partitions[1].size(512), 8 * 512);
-    }
-
-    #[test]
-    fn each_corruption_has_its_own_error() {
-        let good = disk(&[part(2048, 100, 1)]);
-        let mut v = good.clone();
-        v[512 + 40] ^= 1;
-        assert!(matches!(
-            read_gpt(&v),
-            Err(GptError::HeaderCrc {
-                which: "primary",
-                ..
-            })
-        ));
-        let mut v = good.clone();
-        v[1024 + 20] ^= 1;
-        assert!(matches!(
-            read_gpt(&v),
-            Err(GptError::EntriesCrc {
-                which: "primary",
-                ..
-            })
-        ));
-        let mut v = good.clone();
-        let n = v.len();
-        v[n - 512 + 40] ^= 1;
-        assert!(matches!(
-            read_gpt(&v),
-            Err(GptError::HeaderCrc {
-                which: "backup",
-                ..
-            })
-        ));
-        let v = good[..good.len() - 512].to_vec();
-        assert!(matches!(read_gpt(&v), Err(GptError::Truncated { .. })));
-        assert_eq!(read_gpt(&vec![0u8; 8192]), Err(GptError::NoTable));
-        let v = disk(&[part(2048, 100, 1), part(2100, 8, 2)]);
-        assert_eq!(read_gpt(&v), Err(GptError::Overlap { a: 1, b: 2 }));
-    }
-
-    #[test]
-    fn writer_refuses_partitions_outside_the_usable_area() {
-        let mut v = Vec::new();
-        assert!(write_gpt(&mut v, 512, 4096, Guid::NIL, &[part(10, 1, 1)]).is_err());
-        assert!(write_gpt(&mut v, 512, 4096, Guid::NIL, &[part(4090, 10, 1)]).is_err());
-    }
 }
