@@ -44,6 +44,7 @@
 //! calls on it: [`merge::run::merge`], [`boot::run`], [`reboot::prepare::prepare`].
 #![deny(unsafe_code)]
 
+pub mod admit;
 pub mod attest;
 pub mod boot;
 pub mod cli;

@@ -6,13 +6,13 @@
 
 use std::path::Path;
 use std::process::Command;
+use verity::admit::{Check, ImageInfo, Measurer};
 use verity::host::Host;
 use verity::image::Integrity;
 use verity::image::Verified;
 use verity::measure::step::Measured;
 use verity::measure::EventLog;
 use verity::merge::engine::{self, MergeError, MergeRequest, NoTpm};
-use verity::merge::pipeline::{Check, ImageInfo, Measurer};
 use verity::merge::plan::Class;
 use verity::merge::status::{is_ours, status};
 
@@ -99,8 +99,8 @@ fn scenario() {
     assert_eq!(merged, ["a", "c"]);
     assert_eq!(out.skipped.len(), 1);
     assert_eq!(out.skipped[0].name, "b");
-    assert_eq!(out.skipped[0].check, Check::Measure);
-    assert!(out.skipped[0].reason.contains("TPM went away"));
+    assert_eq!(out.skipped[0].check(), Check::Measure);
+    assert!(out.skipped[0].reason().contains("TPM went away"));
     assert_eq!(m.seen.len(), 3);
     assert!(
         m.seen.iter().all(|(_, visible)| !visible),

@@ -458,7 +458,7 @@ pcr = 12
             }
         }
         for weak in ["verity", "unprotected"] {
-            assert!(!crate::merge::pipeline::policy_allows(None, weak), "{weak}");
+            assert!(!crate::admit::policy_allows(None, weak), "{weak}");
         }
     }
 

@@ -74,7 +74,7 @@ impl ClassPipeline for MergePipeline<'_> {
         }
         let integrity = self
             .host
-            .uses_kernel(crate::merge::run::dm_activator().is_some());
+            .uses_kernel(crate::admit::integrity::kernel().is_some());
         Ok(reports(class, out, integrity))
     }
 }
@@ -106,7 +106,8 @@ fn reports(class: Class, out: MergeOutcome, kernel: bool) -> Vec<ImageReport> {
         });
     }
     for f in out.skipped {
-        let check = serde_json::to_value(f.check)
+        let reason = f.reason();
+        let check = serde_json::to_value(f.check())
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
@@ -116,10 +117,10 @@ fn reports(class: Class, out: MergeOutcome, kernel: bool) -> Vec<ImageReport> {
             path: f.path.to_string_lossy().into_owned(),
             status: report::Status::Rejected,
             // The engine's reasons usually start with the check already.
-            reason: Some(if f.reason.starts_with(&check) {
-                f.reason
+            reason: Some(if reason.starts_with(&check) {
+                reason
             } else {
-                format!("{check}: {}", f.reason)
+                format!("{check}: {reason}")
             }),
             root_hash: None,
             signer: None,

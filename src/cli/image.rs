@@ -327,7 +327,7 @@ fn rollback_check(r: &Report, guard: &rollback_admit::Guard) -> crate::image::ve
         epoch: field("VERITY_EPOCH"),
     };
     let class = r.class.map(crate::rollback::Class::from);
-    let name = crate::merge::plan::release_name(&r.name);
+    let name = crate::image::release::release_name(&r.name);
     let (result, detail) = match class {
         None => (Outcome::Skip, "no extension class".to_string()),
         Some(cl) => match guard.check_evidence(cl, name, &found) {

@@ -175,7 +175,14 @@ fn prepare(a: PrepareArgs) -> CliResult {
             record: a.record.clone(),
             init: a.init.clone(),
         };
-        prepare::prepare(&host, &req, rollback, measurer.as_mut()).map_err(|e| {
+        prepare::prepare(
+            &host,
+            &req,
+            rollback,
+            measurer.as_mut(),
+            crate::admit::integrity::kernel(),
+        )
+        .map_err(|e| {
             let m = format!("{}; nothing staged", e.message);
             if e.check_failed {
                 failed(m)

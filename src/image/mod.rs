@@ -71,6 +71,30 @@ impl Class {
         }
     }
 
+    /// The hierarchies this class may overlay, absolute.
+    pub fn hierarchies(self) -> &'static [&'static str] {
+        match self {
+            Class::Sysext => &["/usr", "/opt"],
+            Class::Confext => &["/etc"],
+        }
+    }
+
+    /// Where extension-release files live inside an image.
+    pub fn release_dir(self) -> &'static str {
+        match self {
+            Class::Sysext => "usr/lib/extension-release.d",
+            Class::Confext => "etc/extension-release.d",
+        }
+    }
+
+    /// The default PCR (DESIGN.md section 5).
+    pub fn default_pcr(self) -> u32 {
+        match self {
+            Class::Sysext => 13,
+            Class::Confext => 12,
+        }
+    }
+
     /// The class a file name asks for (`foo.sysext.raw`, `foo.confext.raw`), if any.
     pub fn from_file_name(name: &str) -> Option<Class> {
         if name.ends_with(".sysext.raw") {

@@ -308,6 +308,13 @@ pub fn image_name(file_name: &str) -> &str {
     }
 }
 
+/// The name an extension-release file must carry: the image name cut at the first `_` or `+`
+/// (version and boot-counter suffixes).
+pub fn release_name(image_name: &str) -> &str {
+    let end = image_name.find(['_', '+']).unwrap_or(image_name.len());
+    &image_name[..end]
+}
+
 /// Where the extension-release file of `name` lives inside the image for a class.
 pub fn release_path(class: Class, name: &str) -> String {
     match class {

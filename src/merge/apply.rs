@@ -5,9 +5,9 @@
 //! Unrelated submounts of a hierarchy are moved aside and put back on top.
 
 use super::mutable::{self, Layout, MutableError, MutableMode};
-use super::pipeline::Admitted;
 use super::plan::{lowerdir, Class, HierarchyPlan, Layer, Plan};
 use super::status::{host_path, is_ours, mount_points, submounts_below};
+use crate::admit::Admitted;
 use crate::sys::mount::{self, Attrs, DetachedMount, FsOption, MountError};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};

@@ -4,8 +4,8 @@
 //! host. No validation here (that is the pipeline's): if the pick's verified version is below its
 //! rollback floor it is refused, and no older entry is offered in its place.
 
-use super::pipeline::ImageKind;
 use super::plan::{image_name, Class};
+use crate::image::ImageKind;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};

@@ -6,11 +6,9 @@
 
 use super::apply::{self, ApplyError, ApplyReport, Workspace};
 use super::discover::{discover, in_initrd, Candidate};
-use super::pipeline::{
-    prepare_image, Admitted, DmActivator, ImageFailure, ImageInfo, Measurer, PipelineConfig,
-};
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
+use crate::admit::{self, Activator, Admitted, ImageFailure, ImageInfo, Measurer};
 use crate::gate::{Bypass, MeasurementRecord};
 use crate::host::Host;
 use crate::image::Verified;
@@ -125,7 +123,7 @@ pub fn lock_class(root: &Path, class: super::plan::Class) -> Result<ClassLock, M
 }
 
 /// Discovers `cfg.class` images under `cfg.root`.
-pub fn list(cfg: &PipelineConfig) -> Vec<Candidate> {
+pub fn list(cfg: &admit::Config) -> Vec<Candidate> {
     discover(&cfg.root, cfg.class, in_initrd(&cfg.root))
 }
 
@@ -136,9 +134,9 @@ pub fn merge(
     _lock: &ClassLock,
     host: &Host,
     req: &MergeRequest,
-    pipeline: &PipelineConfig,
+    pipeline: &admit::Config,
     measurer: &mut dyn Measurer,
-    dm: Option<&dyn DmActivator>,
+    dm: Option<&dyn Activator>,
 ) -> Result<MergeOutcome, MergeError> {
     let (class, refresh) = (req.class, req.refresh);
     let root = &host.root;
@@ -160,7 +158,7 @@ pub fn merge(
     let mut prepared = Vec::new();
     let mut skipped = Vec::new();
     for c in discover(root, class, cfg.in_initrd) {
-        match prepare_image(&c.name, &c.path, c.kind, &cfg, dm) {
+        match admit::prepare(&c.name, &c.path, c.kind, &cfg, dm) {
             Ok(p) => prepared.push(p),
             Err(f) => skipped.push(f),
         }

@@ -10,14 +10,6 @@ use crate::image::version::strverscmp_improved;
 pub use crate::image::Class;
 
 impl Class {
-    /// The hierarchies this class may overlay, absolute.
-    pub fn hierarchies(self) -> &'static [&'static str] {
-        match self {
-            Class::Sysext => &["/usr", "/opt"],
-            Class::Confext => &["/etc"],
-        }
-    }
-
     /// Search directories, in priority order (first name found wins).
     pub fn search_paths(self, in_initrd: bool) -> Vec<&'static str> {
         match (self, in_initrd) {
@@ -60,22 +52,6 @@ impl Class {
             Class::Confext => "confexts",
         }
     }
-
-    /// Where extension-release files live inside an image.
-    pub fn release_dir(self) -> &'static str {
-        match self {
-            Class::Sysext => "usr/lib/extension-release.d",
-            Class::Confext => "etc/extension-release.d",
-        }
-    }
-
-    /// The default PCR (DESIGN.md section 5).
-    pub fn default_pcr(self) -> u32 {
-        match self {
-            Class::Sysext => 13,
-            Class::Confext => 12,
-        }
-    }
 }
 
 /// The image name for a directory entry in a search path, or `None` when systemd would skip it:
@@ -99,13 +75,6 @@ pub fn image_name(file_name: &str, is_dir: bool, class: Class) -> Option<String>
         return None;
     }
     Some(name.to_string())
-}
-
-/// The name an extension-release file must carry: the image name cut at the first `_` or `+`
-/// (version and boot-counter suffixes).
-pub fn release_name(image_name: &str) -> &str {
-    let end = image_name.find(['_', '+']).unwrap_or(image_name.len());
-    &image_name[..end]
 }
 
 /// Sorts names the way systemd orders layers: ascending by `strverscmp_improved`; the last one
@@ -395,9 +364,9 @@ mod tests {
         for (f, d, c, want) in t {
             assert_eq!(image_name(f, d, c).as_deref(), want, "{f}");
         }
-        assert_eq!(release_name("foo_1.2"), "foo");
-        assert_eq!(release_name("foo+3-1"), "foo");
-        assert_eq!(release_name("foo"), "foo");
+        assert_eq!(crate::image::release::release_name("foo_1.2"), "foo");
+        assert_eq!(crate::image::release::release_name("foo+3-1"), "foo");
+        assert_eq!(crate::image::release::release_name("foo"), "foo");
     }
 
     #[test]

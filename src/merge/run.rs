@@ -4,16 +4,16 @@
 //! lock, TPM, then the engine; `--ratchet` after a successful merge, under the lock.
 
 use super::engine::{self, MergeError, MergeOutcome, MergeRequest, NoTpm, TpmMeasurer};
-use super::pipeline::{DmActivator, Measurer, PipelineConfig};
 use super::plan::Class;
+use crate::admit::{self, Measurer};
 use crate::host::{Host, Measuring};
 use crate::rollback::admit::Guard;
 
 /// The admission settings of `class` on `host` (the per-image pipeline's configuration), with
 /// `rollback` as the floors. Fails when the host os-release has no ID and the release check is
 /// not skipped: extensions cannot be matched against it.
-pub fn admission(host: &Host, class: Class, rollback: Guard) -> Result<PipelineConfig, String> {
-    Ok(PipelineConfig {
+pub fn admission(host: &Host, class: Class, rollback: Guard) -> Result<admit::Config, String> {
+    Ok(admit::Config {
         class,
         in_initrd: super::discover::in_initrd(&host.root),
         host: host.checked_os_release()?,
@@ -43,18 +43,6 @@ pub fn measurer(m: Measuring) -> Box<dyn Measurer> {
     }
 }
 
-/// The kernel dm-verity activator, where this build has one.
-pub fn dm_activator() -> Option<&'static dyn DmActivator> {
-    #[cfg(feature = "dm")]
-    {
-        Some(&crate::sys::dm::DeviceMapper)
-    }
-    #[cfg(not(feature = "dm"))]
-    {
-        None
-    }
-}
-
 /// `merge` or `refresh` of one class on `host`. [`MergeError::Host`] means it could not start (no
 /// host ID, unreadable rollback state, TPM unreachable) or `--ratchet` failed afterwards;
 /// [`MergeError::Strict`] that `host.strict` refused a failing image.
@@ -74,7 +62,14 @@ pub fn merge(host: &Host, req: &MergeRequest) -> Result<MergeOutcome, MergeError
     }
     let mut m = measurer(host.open_tpm().map_err(MergeError::Host)?);
     // The floors rise under the class lock, after the merge they belong to.
-    let out = engine::merge(&lock, host, req, &cfg, m.as_mut(), dm_activator())?;
+    let out = engine::merge(
+        &lock,
+        host,
+        req,
+        &cfg,
+        m.as_mut(),
+        admit::integrity::kernel(),
+    )?;
     if host.ratchet {
         ratchet_merged(host, &out).map_err(MergeError::Host)?;
     }
@@ -94,7 +89,7 @@ fn ratchet_merged(host: &Host, o: &MergeOutcome) -> Result<(), String> {
         .iter()
         .filter_map(|m| {
             let v = m.info.version.clone()?;
-            let name = super::plan::release_name(&m.info.name).to_string();
+            let name = crate::image::release::release_name(&m.info.name).to_string();
             Some((m.info.class.into(), name, v))
         })
         .collect();

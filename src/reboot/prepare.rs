@@ -1,15 +1,15 @@
-//! `soft-reboot prepare`: the image goes through the same pipeline as an extension (open once,
-//! signature and policy, integrity activation, read-only mount in a private workspace), must be an
+//! `soft-reboot prepare`: the image goes through the same admission pipeline as an extension
+//! ([`crate::admit`]: open once, signature and policy, integrity activation by the kernel or in
+//! userspace, read-only mount in a private workspace, rollback check), must be an
 //! OS tree (os-release and an executable init), is measured as class `nextroot` (PCR 15 by
 //! default; the token says `nextroot`, so any measurer measures it as such), and only then is moved
 //! onto the nextroot and recorded.
 
 use super::plan::StageRecord;
 use super::stage::{self, StageFacts};
+use crate::admit::{self, Activator, Class, ImageKind, Measurer};
 use crate::host::Host;
 use crate::merge::apply::Workspace;
-use crate::merge::pipeline::{self, ImageKind, Measurer, PipelineConfig};
-use crate::merge::plan::Class;
 use std::path::{Path, PathBuf};
 
 /// What one `soft-reboot prepare` is asked to stage; everything about the host (root, trust,
@@ -52,6 +52,7 @@ pub fn prepare(
     req: &PrepareRequest,
     rollback: crate::rollback::admit::Guard,
     measurer: &mut dyn Measurer,
+    dm: Option<&dyn Activator>,
 ) -> Result<StageRecord, PrepareError> {
     let op = |m: String| PrepareError {
         check_failed: false,
@@ -73,7 +74,7 @@ pub fn prepare(
     std::fs::create_dir_all(&host.workspace)
         .map_err(|e| op(format!("{}: {e}", host.workspace.display())))?;
     let ws = Workspace::create(&host.workspace).map_err(|e| op(e.to_string()))?;
-    let cfg = PipelineConfig {
+    let cfg = admit::Config {
         // The class only names the overlay kind; `nextroot` makes the token measure as a root,
         // and the extension-release check does not apply to a whole OS (it is checked as one).
         class: Class::Sysext,
@@ -90,10 +91,9 @@ pub fn prepare(
         workspace: ws.images(),
         rollback,
     };
-    let prepared = pipeline::prepare_image(&name, &req.image, kind, &cfg, None)
-        .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check, f.reason)))?;
-    // prepare_image mounts at <workspace>/<name> (Prepared has no accessor for it yet).
-    let mounted = cfg.workspace.join(&name);
+    let prepared = admit::prepare(&name, &req.image, kind, &cfg, dm)
+        .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check(), f.error)))?;
+    let mounted = prepared.mount_path().to_path_buf();
     if prepared.info().root_hash.is_none() {
         prepared.discard();
         return Err(check(format!(
@@ -107,10 +107,10 @@ pub fn prepare(
             return Err(check(format!("{img}: not a bootable OS tree: {e}")));
         }
     };
-    let floor_key = crate::merge::release_check::root_floor_key(&name, &mounted);
+    let floor_key = admit::rollback::root_floor_key(&name, &mounted);
     let admitted = prepared
         .measure(host.nextroot_pcr(), measurer)
-        .map_err(|f| op(format!("{img}: measurement failed: {}", f.reason)))?;
+        .map_err(|f| op(format!("{img}: measurement failed: {}", f.error)))?;
     let version = admitted.info().version.clone();
     let info = admitted.info();
     let rec = admitted.token().record();

@@ -506,36 +506,6 @@ impl KernelVerity for DeviceMapper {
     }
 }
 
-/// The merge pipeline's kernel activator: regular files (sidecar images) get read-only autoclear loop
-/// devices, which stay alive as long as the dm table holds them; block devices are used directly.
-/// The pipeline has already verified the signature in userspace, so no signature is passed here.
-impl crate::merge::pipeline::DmActivator for DeviceMapper {
-    fn activate(
-        &self,
-        _name: &str,
-        data_file: &std::fs::File,
-        data: (u64, u64),
-        hash_file: &std::fs::File,
-        hash: (u64, u64),
-        root_hash: &str,
-    ) -> Result<PathBuf, String> {
-        use std::os::fd::AsFd;
-        let root = crate::hex::decode(root_hash).map_err(|e| format!("root hash: {e}"))?;
-        // Read-only autoclear loop devices over exactly the partition's byte range (a DDI holds
-        // both partitions in one file or disk); the dm table keeps them alive once loaded.
-        let as_block = |f: &std::fs::File, (off, size): (u64, u64), what: &str| {
-            let lo = super::loopdev::attach_readonly(f.as_fd(), off, size)
-                .map_err(|e| format!("{what}: loop device: {e}"))?;
-            std::fs::File::open(lo.path()).map_err(|e| format!("{}: {e}", lo.path().display()))
-        };
-        let d = as_block(data_file, data, "data")?;
-        let h = as_block(hash_file, hash, "hash")?;
-        activate_block_files(&d, &h, 0, &root, Signature::None)
-            .map(|m| m.path)
-            .map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,81 +1,46 @@
-//! The release-file steps of the pipeline, on the mounted, verified tree: the extension-release
-//! compatibility check (as systemd-sysext), then the rollback check ([`crate::rollback::admit`])
-//! on the `IMAGE_VERSION=` / `VERITY_EPOCH=` of that same file (os-release for a soft-reboot
-//! root). The version is never taken from a file name. The version found goes into the token, so
-//! the event log records it.
+//! Step 4: the release file of the mounted, verified tree. An extension's extension-release is
+//! checked for compatibility as systemd-sysext does; a soft-reboot root's os-release is only read
+//! here (the tree is checked as an OS later); `--dangerous-skip-release-check` skips the
+//! compatibility check but still reads the file for the version. The version is never taken from
+//! a file name.
 
-use super::pipeline::{scope, Check, PipelineConfig};
-use super::plan::{release_name, Class};
-use crate::image::release::{self, Host, OsRelease};
-use crate::image::ImageInfo;
-use crate::image::Verified;
-use crate::rollback;
+use super::{AdmitError, Config};
+use crate::image::ostree::OS_RELEASE_PATHS;
+use crate::image::release::{self, release_name, Host, OsRelease};
+use crate::image::Class;
 use std::io::Read;
 use std::path::Path;
 
 /// A release file larger than this is refused (systemd's are a few hundred bytes).
 const MAX_RELEASE: u64 = 64 << 10;
 
-/// Checks the release file of the image mounted at `mnt`, then its version against the floors.
-/// Returns the token carrying the version found.
-pub(super) fn admit_release(
-    name: &str,
-    mnt: &Path,
-    cfg: &PipelineConfig,
-    verified: Verified<ImageInfo>,
-) -> Result<Verified<ImageInfo>, (Check, String)> {
-    let release = if cfg.nextroot {
+/// The release file of the image `name` mounted at `mnt`, checked as `cfg` says; `None` when it
+/// has none and that is allowed (a root without os-release, a forced extension).
+pub fn check(name: &str, mnt: &Path, cfg: &Config) -> Result<Option<OsRelease>, AdmitError> {
+    if cfg.nextroot {
         // A root is checked as an OS later; here only its os-release is read.
-        read_os_release(mnt).map_err(|e| (Check::Release, e))?
+        read_os_release(mnt).map_err(AdmitError::Release)
     } else if cfg.force {
         // --dangerous-skip-release-check skips compatibility, not rollback: without a readable
         // release file the image has no version (refused once a floor exists).
-        read_release_text(name, mnt, cfg)
+        Ok(read_release_text(name, mnt, cfg.class)
             .ok()
-            .and_then(|t| OsRelease::parse(t.as_bytes()).ok())
+            .and_then(|t| OsRelease::parse(t.as_bytes()).ok()))
     } else {
-        Some(check_release(name, mnt, cfg).map_err(|r| (Check::Release, r))?)
-    };
-    let (class, key) = rollback_key(name, cfg, release.as_ref());
-    let version = cfg
-        .rollback
-        .check(class, &key, release.as_ref())
-        .map_err(|r| (Check::Rollback, format!("{class} {key}: {r}")))?;
-    Ok(crate::image::verify::with_version(verified, version))
-}
-
-/// The (class, name) a floor is kept for: an extension's name as in its extension-release file
-/// name; a root's `IMAGE_ID=` (its verified os-release), else its image name.
-pub fn rollback_key(
-    name: &str,
-    cfg: &PipelineConfig,
-    release: Option<&OsRelease>,
-) -> (rollback::Class, String) {
-    if cfg.nextroot {
-        return (rollback::Class::Root, root_key(name, release));
+        check_release(name, mnt, cfg)
+            .map(Some)
+            .map_err(AdmitError::Release)
     }
-    (cfg.class.into(), release_name(name).to_string())
-}
-
-/// The floor name of the root tree mounted at `mnt`, admitted as `name` (see [`rollback_key`]).
-pub fn root_floor_key(name: &str, mnt: &Path) -> String {
-    root_key(name, read_os_release(mnt).ok().flatten().as_ref())
-}
-
-/// A root's floor name: its os-release `IMAGE_ID=`, else the image name.
-fn root_key(name: &str, release: Option<&OsRelease>) -> String {
-    let id = release.and_then(|r| r.get("IMAGE_ID"));
-    id.filter(|s| !s.is_empty()).unwrap_or(name).to_string()
 }
 
 /// The os-release of a root tree (etc/os-release, else usr/lib/os-release), resolved inside the
 /// tree, never through a symlink out of it. None when it has none (the tree check refuses that).
-fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
+pub fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
     use crate::sys::pivot;
     use rustix::fs::OFlags;
     use std::os::fd::AsFd;
     let root = pivot::open_dir(mnt).map_err(|e| e.to_string())?;
-    for p in crate::image::ostree::OS_RELEASE_PATHS {
+    for p in OS_RELEASE_PATHS {
         let Ok(fd) = pivot::open_in_root(root.as_fd(), p, OFlags::RDONLY) else {
             continue;
         };
@@ -99,8 +64,8 @@ fn read_os_release(mnt: &Path) -> Result<Option<OsRelease>, String> {
 
 /// Finds the image's extension-release file under its mount and returns its text: the file named
 /// for the image, or (systemd's fallback) the one file marked `user.extension-release.strict=0`.
-fn read_release_text(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<String, String> {
-    let dir = mnt.join(cfg.class.release_dir());
+fn read_release_text(name: &str, mnt: &Path, class: Class) -> Result<String, String> {
+    let dir = mnt.join(class.release_dir());
     let want = dir.join(format!("extension-release.{}", release_name(name)));
     if let Ok(t) = std::fs::read_to_string(&want) {
         return Ok(t);
@@ -121,7 +86,7 @@ fn read_release_text(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<Str
         0 => Err(format!(
             "no extension-release.{} in {}",
             release_name(name),
-            cfg.class.release_dir()
+            class.release_dir()
         )),
         1 => std::fs::read_to_string(&found[0]).map_err(|e| format!("{}: {e}", found[0].display())),
         _ => Err("more than one acceptable extension-release file (ENOTUNIQ)".into()),
@@ -143,8 +108,8 @@ fn strict_false(path: &Path) -> bool {
 }
 
 /// Finds and checks the image's extension-release file; returns it parsed.
-fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<OsRelease, String> {
-    let text = read_release_text(name, mnt, cfg)?;
+fn check_release(name: &str, mnt: &Path, cfg: &Config) -> Result<OsRelease, String> {
+    let text = read_release_text(name, mnt, cfg.class)?;
     if cfg.class == Class::Sysext && mnt.join("usr/lib/os-release").exists() {
         return Err(
             "image ships usr/lib/os-release, which would replace the host's identity".into(),
@@ -154,7 +119,7 @@ fn check_release(name: &str, mnt: &Path, cfg: &PipelineConfig) -> Result<OsRelea
     let host = Host {
         os_release: &cfg.host,
         arch: &cfg.arch,
-        scope: scope(cfg),
+        scope: cfg.scope(),
         class: cfg.class,
     };
     release::validate(&host, &ext).map_err(|e| e.to_string())?;
