@@ -102,9 +102,10 @@ fn target_node(segs: &[String]) -> Option<String> {
     Some(first.clone())
 }
 
-/// Source text with comments blanked out (newlines kept, so line numbers stay right). String
-/// and char literals are kept as they are, but `//` inside them does not start a comment.
-fn strip_comments(s: &str) -> String {
+/// Source text with comments and the contents of string literals blanked out (newlines kept, so
+/// line numbers stay right): a `crate::` path or a word such as `File` in a comment or a message
+/// is not an import. Char literals are kept; a lifetime is not mistaken for one.
+fn code_only(s: &str) -> String {
     let b: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -136,8 +137,8 @@ fn strip_comments(s: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_before(&b, i) {
-            // Raw string: r"..." or r#"..."#.
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && raw_prefix(&b, i) {
+            // Raw string: r"...", r#"..."#, br"...".
             let mut j = i + 1;
             let mut hashes = 0;
             while b.get(j) == Some(&'#') {
@@ -160,7 +161,7 @@ fn strip_comments(s: &str) -> String {
                 }
                 j += 1;
             }
-            out.extend(&b[i..j.min(b.len())]);
+            out.extend(b[i..j.min(b.len())].iter().map(|&c| blank(c)));
             i = j;
         } else if c == '"' {
             let mut j = i + 1;
@@ -171,7 +172,8 @@ fn strip_comments(s: &str) -> String {
                 j += 1;
             }
             let end = (j + 1).min(b.len());
-            out.extend(&b[i..end]);
+            out.push('"');
+            out.extend(b[i + 1..end].iter().map(|&c| blank(c)));
             i = end;
         } else if c == '\'' {
             // A char literal ('x', '\n', '\u{..}') or a lifetime ('a): only the first is skipped.
@@ -198,7 +200,12 @@ fn strip_comments(s: &str) -> String {
 }
 
 fn ident_before(b: &[char], i: usize) -> bool {
-    i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_')
+    i > 0 && is_ident(b[i - 1])
+}
+
+/// Whether the `r` at `i` starts a raw string: it begins a token, or follows a `b` that does.
+fn raw_prefix(b: &[char], i: usize) -> bool {
+    !ident_before(b, i) || (b[i - 1] == 'b' && !ident_before(b, i - 1))
 }
 
 fn is_ident(c: char) -> bool {
@@ -299,7 +306,7 @@ fn edges() -> Vec<Edge> {
         let rel = f.strip_prefix(&root).unwrap();
         let Some(from) = node_of(rel) else { continue };
         let text = std::fs::read_to_string(&f).unwrap();
-        for (line, segs) in crate_paths(&strip_comments(&text)) {
+        for (line, segs) in crate_paths(&code_only(&text)) {
             let Some(to) = target_node(&segs) else {
                 continue;
             };
@@ -322,9 +329,21 @@ fn edges() -> Vec<Edge> {
 
 #[test]
 fn every_edge_goes_down() {
+    let bad = violations(&edges());
+    assert!(
+        bad.is_empty(),
+        "{} forbidden imports (a module may import only strictly lower layers; see LAYERS in \
+         tests/layering.rs):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// One message per edge that is not allowed, naming file:line and the edge.
+fn violations(edges: &[Edge]) -> Vec<String> {
     let layer = layer_of();
     let mut bad = Vec::new();
-    for e in edges() {
+    for e in edges {
         let (Some(&lf), Some(&lt)) = (layer.get(e.from.as_str()), layer.get(e.to.as_str())) else {
             bad.push(format!(
                 "{}:{}: {} -> {}: a node missing from LAYERS (tests/layering.rs)",
@@ -339,13 +358,42 @@ fn every_edge_goes_down() {
             ));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} forbidden imports (a module may import only strictly lower layers; see LAYERS in \
-         tests/layering.rs):\n{}",
-        bad.len(),
-        bad.join("\n")
+    bad
+}
+
+/// The checker itself: up, sideways and unknown edges are named; down edges and the SIMD leaf
+/// under `sys/` pass.
+#[test]
+fn the_checker_refuses_what_it_must() {
+    let edge = |file: &str, from: &str, to: &str| Edge {
+        file: file.into(),
+        line: 7,
+        from: from.into(),
+        to: to.into(),
+    };
+    let bad = violations(&[
+        edge("src/verity/x.rs", "verity", "sys::simd"),
+        edge("src/image/x.rs", "image", "verity"),
+        edge("src/verity/x.rs", "verity", "sys"),
+        edge("src/sys/simd/x.rs", "sys::simd", "sys"),
+        edge("src/hex.rs", "hex", "limits"),
+        edge("src/image/x.rs", "image", "reboot"),
+        edge("src/nova/x.rs", "nova", "hex"),
+    ]);
+    assert_eq!(
+        bad,
+        [
+            "src/verity/x.rs:7: forbidden edge verity (L3) -> sys (L7)",
+            "src/sys/simd/x.rs:7: forbidden edge sys::simd (L2) -> sys (L7)",
+            "src/hex.rs:7: forbidden edge hex (L0) -> limits (L0)",
+            "src/image/x.rs:7: forbidden edge image (L8) -> reboot (L14)",
+            "src/nova/x.rs:7: nova -> hex: a node missing from LAYERS (tests/layering.rs)",
+        ]
     );
+    assert_eq!(node_of(Path::new("sys/simd/mod.rs")).unwrap(), "sys::simd");
+    assert_eq!(node_of(Path::new("sys/dm.rs")).unwrap(), "sys");
+    assert_eq!(node_of(Path::new("gate.rs")).unwrap(), "gate");
+    assert_eq!(node_of(Path::new("lib.rs")), None);
 }
 
 #[test]
@@ -416,7 +464,7 @@ fn verity_does_no_io() {
     assert!(!files.is_empty());
     let mut bad = Vec::new();
     for f in files {
-        let code = strip_comments(&std::fs::read_to_string(&f).unwrap());
+        let code = code_only(&std::fs::read_to_string(&f).unwrap());
         for (n, line) in code.lines().enumerate() {
             for w in FORBIDDEN {
                 if contains_word(line, w) {
@@ -438,10 +486,10 @@ fn contains_word(line: &str, w: &str) -> bool {
 
 #[test]
 fn the_scanner_sees_what_it_must() {
-    let code = strip_comments(
-        "use crate::a::b; // crate::c\nlet s = \"// x\"; crate::d::e();\n/* crate::f */\n\
+    let code = code_only(
+        "use crate::a::b; // crate::c\nlet s = \"// x crate::z\"; crate::d::e();\n/* crate::f */\n\
          use crate::{g, sys::{simd::x, dm}, h::{self}};\nlet c = '\"'; crate::i::j;\n\
-         fn f<'a>() {} crate::k::l",
+         fn f<'a>() {} crate::k::l; r#\"crate::y\"#; br\"\\\"; crate::m;",
     );
     let got: Vec<(usize, String)> = crate_paths(&code)
         .into_iter()
@@ -456,6 +504,7 @@ fn the_scanner_sees_what_it_must() {
         (4, "h"),
         (5, "i"),
         (6, "k"),
+        (6, "m"),
     ]
     .into_iter()
     .map(|(l, s)| (l, s.to_string()))
