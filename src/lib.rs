@@ -4,11 +4,14 @@
 //! The root hash of its dm-verity tree is signed (detached PKCS#7 over the lower-case hex root hash);
 //! the tree pins every data block to that root; the TPM and the event log record what was admitted.
 //!
-//! The pipeline every image goes through, in this order and enforced by types ([`gate`]):
+//! The pipeline every image goes through, in this order, run by [`admit`] and enforced by types
+//! (only `image::verify` mints an [`image::Verified`], only `measure::step` a
+//! [`measure::step::Measured`], and merging or staging takes `Measured<Verified<_>>`):
 //!
 //! ```text
 //! open(fd) -> dissect -> check signature + policy -> activate integrity -> mount read-only
-//!         -> read extension-release + match host -> measure (PCR + event log) -> merge / stage nextroot
+//!         -> read extension-release + match host -> rollback floors -> measure (PCR + event log)
+//!         -> merge / stage nextroot
 //! ```
 //!
 //! Layers, low to high: a module imports only modules of lower layers. `tests/layering.rs` holds
