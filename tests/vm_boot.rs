@@ -1,6 +1,8 @@
 //! The full-system VM test (tests/vm/run): a Debian kernel under QEMU TCG with swtpm as its TPM; kernel
 //! dm-verity activation through the devicemapper crate, signature handoff and EIO on altered data,
-//! and Debian's systemd-sysext 252 merging our signed DDI (issue 14), run in the guest's /init. Needs root (apt downloads into /var/cache/verity-vm), swtpm,
+//! Debian's systemd-sysext 252 merging our signed DDI (issue 14), and `soft-reboot prepare
+//! --integrity kernel` staging a signed root DDI through a kernel dm-verity device (issue 16), run in
+//! the guest's /init. Needs root (apt downloads into /var/cache/verity-vm), swtpm,
 //! erofs-utils, openssl and tpm2-tools; CI installs them from .ci/apt-packages. Besides the guest's
 //! own checks (which compare PCRs with `verity pcr predict`), PCRs 12 and 13 as the guest's
 //! `tpm2_pcrread` reads them must equal a hash chain this test computes with `sha256sum` from the

@@ -7,6 +7,8 @@
 use super::{AdmitError, IMAGE_ATTRS};
 use crate::image::Verified;
 use crate::image::{AdmitAs, ImageInfo, VerifiedImage};
+#[cfg(feature = "dm")]
+use crate::sys::dm::{DmError, MappedDevice};
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::SealedMemfd;
 use crate::sys::mount::{self, FsOption};
@@ -105,6 +107,37 @@ impl Activator for DeviceMapper {
             .map(|m| m.path)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The trust decision `sys::dm` does not take: a signed table is loaded with the signature for the
+/// kernel to check (`load` is one activation, e.g. `sys::dm::activate_verity`); when the kernel
+/// refuses it (the signer is not in its keyrings, or its dm-verity has no signature option), the
+/// table is loaded again without the signature only if `userspace_verified` (the signature passed
+/// the check against the host's trust store, as systemd's `userspace_verity_signature`), and the
+/// device says why the kernel did not check it. Otherwise the kernel's refusal stands.
+#[cfg(feature = "dm")]
+pub fn activate_signed(
+    load: impl Fn(crate::sys::dm::Signature<'_>) -> Result<MappedDevice, DmError>,
+    der: &[u8],
+    userspace_verified: bool,
+) -> Result<MappedDevice, DmError> {
+    use crate::sys::dm::Signature;
+    let note = match load(Signature::Pkcs7 {
+        der,
+        userspace_verified,
+    }) {
+        Err(DmError::SignatureRejected { reason, .. }) if userspace_verified => {
+            format!("kernel: {reason}; verified in userspace")
+        }
+        Err(DmError::SignatureUnsupported(a, b)) if userspace_verified => {
+            format!("dm-verity {a}.{b} has no signature option; verified in userspace")
+        }
+        r => return r,
+    };
+    let mut m = load(Signature::None)?;
+    m.kernel_signature = false;
+    m.kernel_signature_note = Some(note);
+    Ok(m)
 }
 
 /// What keeps an admitted image's backing alive until its mount is in the overlay.
@@ -211,4 +244,82 @@ fn mount_ro(dev: &Path, fstype: &str, target: &Path) -> Result<(), AdmitError> {
     )
     .map_err(|e| AdmitError::Mount(e.to_string()))?;
     mount::attach(m, target).map_err(|e| AdmitError::Mount(e.to_string()))
+}
+
+#[cfg(all(test, feature = "dm"))]
+mod tests {
+    use super::*;
+    use crate::sys::dm::{DevNum, Signature};
+    use std::cell::RefCell;
+
+    fn device() -> MappedDevice {
+        MappedDevice {
+            name: "x-verity".into(),
+            dev: DevNum {
+                major: 253,
+                minor: 0,
+            },
+            path: "/dev/dm-0".into(),
+            reused: false,
+            kernel_signature: false,
+            kernel_signature_note: None,
+        }
+    }
+
+    /// A fake device-mapper: the signed load fails with `refusal`, the plain one succeeds; records
+    /// which loads were asked for.
+    fn run(
+        refusal: fn() -> DmError,
+        userspace_verified: bool,
+    ) -> (Result<MappedDevice, DmError>, Vec<&'static str>) {
+        let calls = RefCell::new(Vec::new());
+        let r = activate_signed(
+            |s| match s {
+                Signature::Pkcs7 { .. } => {
+                    calls.borrow_mut().push("signed");
+                    Err(refusal())
+                }
+                Signature::None => {
+                    calls.borrow_mut().push("plain");
+                    Ok(device())
+                }
+            },
+            b"der",
+            userspace_verified,
+        );
+        (r, calls.into_inner())
+    }
+
+    fn rejected() -> DmError {
+        DmError::SignatureRejected {
+            name: "x-verity".into(),
+            reason: "signer not in the kernel's trusted keyrings (ENOKEY)".into(),
+        }
+    }
+
+    #[test]
+    fn a_kernel_refusal_falls_back_only_after_the_userspace_check() {
+        let (r, calls) = run(rejected, true);
+        let m = r.unwrap();
+        assert_eq!(calls, ["signed", "plain"]);
+        assert!(!m.kernel_signature);
+        assert!(m.kernel_signature_note.unwrap().contains("ENOKEY"));
+
+        let (r, calls) = run(rejected, false);
+        assert!(matches!(r, Err(DmError::SignatureRejected { .. })));
+        assert_eq!(calls, ["signed"]);
+
+        let (r, calls) = run(|| DmError::SignatureUnsupported(1, 4), true);
+        assert!(r.unwrap().kernel_signature_note.unwrap().contains("1.4"));
+        assert_eq!(calls, ["signed", "plain"]);
+        let (r, _) = run(|| DmError::SignatureUnsupported(1, 4), false);
+        assert!(matches!(r, Err(DmError::SignatureUnsupported(1, 4))));
+    }
+
+    #[test]
+    fn other_errors_never_fall_back() {
+        let (r, calls) = run(|| DmError::Device("gone".into()), true);
+        assert!(matches!(r, Err(DmError::Device(_))));
+        assert_eq!(calls, ["signed"]);
+    }
 }

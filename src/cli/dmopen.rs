@@ -122,24 +122,29 @@ fn open(a: OpenArgs) -> CliResult {
         root: &root,
         uuid,
         fec: None,
-        signature: match &sig {
-            Some(der) => Signature::Pkcs7 {
-                der,
-                userspace_verified,
-            },
-            None => Signature::None,
-        },
+        signature: Signature::None,
     };
     // With a superblock, go through the fd-based entry the merge pipeline uses, so the same code
     // path is exercised from the command line (and in the VM test).
-    let res = if a.common.no_superblock {
-        dm::activate_verity(&req)
+    let files = if a.common.no_superblock {
+        None
     } else {
         let open = |p: &Path| {
             std::fs::File::open(p).map_err(|e| op_err(format!("cannot open {}: {e}", p.display())))
         };
-        let (df, hf) = (open(&a.data)?, open(&a.hash_device)?);
-        dm::activate_block_files(&df, &hf, a.common.hash_offset, &root, req.signature)
+        Some((open(&a.data)?, open(&a.hash_device)?))
+    };
+    let load = |signature: Signature<'_>| match &files {
+        None => dm::activate_verity(&VerityRequest {
+            signature,
+            ..req.clone()
+        }),
+        Some((df, hf)) => dm::activate_block_files(df, hf, a.common.hash_offset, &root, signature),
+    };
+    // Whether a kernel refusal of the signature may fall back is admission's decision.
+    let res = match &sig {
+        Some(der) => crate::admit::integrity::activate_signed(load, der, userspace_verified),
+        None => load(Signature::None),
     };
     let m = res.map_err(|e| match e {
         DmError::SignatureRejected { .. }

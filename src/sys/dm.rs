@@ -11,9 +11,10 @@
 //! Signatures: the PKCS#7 blob is handed to the kernel as a `user` key in the thread keyring and named
 //! by `root_hash_sig_key_desc` in a table loaded on the same thread ([`super::keyring`]). When the
 //! kernel does not trust the signer (its keyrings hold only the distribution's keys) or lacks the
-//! option, the load fails; if the caller already verified the signature in userspace against the
-//! host's trust store, the table is loaded again without the option (what systemd does with
-//! `userspace_verity_signature`), and [`MappedDevice::kernel_signature`] says which happened.
+//! option, this module reports it ([`DmError::SignatureRejected`], [`DmError::SignatureUnsupported`])
+//! and takes no trust decision: whether to load the table again without the signature (what systemd
+//! does with `userspace_verity_signature`, allowed only after a userspace check against the host's
+//! trust store) is the caller's, `crate::admit::integrity::activate_signed`.
 
 use crate::verity::geometry::Geometry;
 use crate::verity::reuse::{self, Decision, SignatureState};
@@ -48,8 +49,8 @@ pub enum Signature<'a> {
     /// No signature: the table is loaded without one.
     None,
     /// Hand this PKCS#7 DER to the kernel. `userspace_verified` says whether the caller already
-    /// checked it against the host's trust store; only then may a kernel refusal fall back to a
-    /// table without the signature option.
+    /// checked it against the host's trust store: a fact for the reuse rule
+    /// ([`crate::verity::reuse`]); a kernel refusal is reported either way.
     Pkcs7 {
         /// Detached DER signature over the lower-case hex root hash.
         der: &'a [u8],
@@ -103,9 +104,9 @@ pub enum DmError {
     Control(String),
     #[error("the kernel has no dm-verity target (load the dm-verity module or use --integrity userspace): {0}")]
     NoVerityTarget(String),
-    #[error("the kernel's dm-verity target {0}.{1} does not support the signature option (needs 1.5, CONFIG_DM_VERITY_VERIFY_ROOTHASH_SIG), and the signature was not verified in userspace")]
+    #[error("the kernel's dm-verity target {0}.{1} does not support the signature option (needs 1.5, CONFIG_DM_VERITY_VERIFY_ROOTHASH_SIG)")]
     SignatureUnsupported(u32, u32),
-    #[error("the kernel rejected the root-hash signature of {name} ({reason}) and it was not verified in userspace")]
+    #[error("the kernel rejected the root-hash signature of {name} ({reason})")]
     SignatureRejected { name: String, reason: String },
     #[error("cannot add the signature of {name} to the thread keyring: {source}")]
     Keyring {
@@ -280,7 +281,7 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
         // Never leave an empty or half-made device behind.
         let _ = dm.device_remove(&id, DmOptions::private());
     }
-    let (kernel_signature, kernel_signature_note) = result?;
+    let kernel_signature = result?;
     let info = dm
         .device_info(&id)
         .map_err(|e| ioctl_err("info", &name, e))?;
@@ -295,12 +296,12 @@ pub fn activate_verity(req: &VerityRequest<'_>) -> Result<MappedDevice, DmError>
         dev,
         reused: false,
         kernel_signature,
-        kernel_signature_note,
+        kernel_signature_note: None,
     })
 }
 
-/// Loads the table (with the signature when there is one, falling back as the module docs say) and
-/// resumes the device. Returns whether the kernel checked the signature, and why not.
+/// Loads the table (with the signature when there is one) and resumes the device. Returns whether
+/// the kernel checked a signature; a refused signature is an error (no fallback here).
 fn load_and_resume(
     dm: &DM,
     id: &DevId<'_>,
@@ -308,7 +309,7 @@ fn load_and_resume(
     len: u64,
     req: &VerityRequest<'_>,
     plain: &str,
-) -> Result<(bool, Option<String>), DmError> {
+) -> Result<bool, DmError> {
     let ro = DmOptions::default().set_flags(DmFlags::DM_READONLY);
     let load = |params: &str| {
         dm.table_load(
@@ -317,78 +318,56 @@ fn load_and_resume(
             ro,
         )
     };
-    let mut kernel_sig = false;
-    let mut note = None;
-    match req.signature {
+    let kernel_sig = match req.signature {
         Signature::None => {
             load(plain).map_err(|e| load_error(dm, name, e))?;
+            false
         }
-        Signature::Pkcs7 {
-            der,
-            userspace_verified,
-        } => {
+        Signature::Pkcs7 { der, .. } => {
             let version = verity_version(dm);
-            let supported = version.is_none_or(|v| v >= SIG_MIN_VERSION);
-            if !supported {
-                let (a, b) = version.unwrap_or_default();
-                if !userspace_verified {
-                    return Err(DmError::SignatureUnsupported(a, b));
-                }
-                note = Some(format!(
-                    "dm-verity {a}.{b} has no signature option; verified in userspace"
-                ));
-                load(plain).map_err(|e| load_error(dm, name, e))?;
-            } else {
-                let desc = format!("verity:{name}");
-                // The key must live in this thread's keyring while the table is loaded on this
-                // same thread; it is unlinked when `key` drops, right after the load.
-                let key =
-                    crate::sys::keyring::ThreadUserKey::add(&desc, der).map_err(|source| {
-                        DmError::Keyring {
-                            name: name.to_string(),
-                            source,
-                        }
-                    })?;
-                let signed = table::params(
-                    req.geometry,
-                    &req.data_dev.to_string(),
-                    &req.hash_dev.to_string(),
-                    req.root,
-                    req.fec.as_ref(),
-                    Some(key.desc()),
-                );
-                let r = load(&signed);
-                drop(key);
-                match r {
-                    Ok(_) => kernel_sig = true,
-                    Err(e) => {
-                        let reason = match errno_of(&e) {
-                            Some(libc::ENOKEY) => {
-                                "signer not in the kernel's trusted keyrings (ENOKEY)".to_string()
-                            }
-                            Some(libc::EKEYREJECTED) => {
-                                "signature rejected (EKEYREJECTED)".to_string()
-                            }
-                            Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
-                            None => e.to_string(),
-                        };
-                        if !userspace_verified {
-                            return Err(DmError::SignatureRejected {
-                                name: name.to_string(),
-                                reason,
-                            });
-                        }
-                        note = Some(format!("kernel: {reason}; verified in userspace"));
-                        load(plain).map_err(|e| load_error(dm, name, e))?;
-                    }
-                }
+            if let Some((a, b)) = version.filter(|v| *v < SIG_MIN_VERSION) {
+                return Err(DmError::SignatureUnsupported(a, b));
             }
+            let desc = format!("verity:{name}");
+            // The key must live in this thread's keyring while the table is loaded on this
+            // same thread; it is unlinked when `key` drops, right after the load.
+            let key = crate::sys::keyring::ThreadUserKey::add(&desc, der).map_err(|source| {
+                DmError::Keyring {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
+            let signed = table::params(
+                req.geometry,
+                &req.data_dev.to_string(),
+                &req.hash_dev.to_string(),
+                req.root,
+                req.fec.as_ref(),
+                Some(key.desc()),
+            );
+            let r = load(&signed);
+            drop(key);
+            if let Err(e) = r {
+                let reason = match errno_of(&e) {
+                    Some(libc::ENOKEY) => {
+                        "signer not in the kernel's trusted keyrings (ENOKEY)".to_string()
+                    }
+                    Some(libc::EKEYREJECTED) => "signature rejected (EKEYREJECTED)".to_string(),
+                    Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+                    None => e.to_string(),
+                };
+                return Err(DmError::SignatureRejected {
+                    name: name.to_string(),
+                    reason,
+                });
+            }
+            true
         }
-    }
+    };
     // Resume (device_suspend without DM_SUSPEND) makes the loaded table live.
     dm.device_suspend(id, DmOptions::default())
         .map_err(|e| ioctl_err("resume", name, e))?;
-    Ok((kernel_sig, note))
+    Ok(kernel_sig)
 }
 
 /// A table-load failure, turned into "no verity target" when that is the cause.
