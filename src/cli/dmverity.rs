@@ -1,19 +1,22 @@
 //! `verity format | verify | dump`: veritysetup's verbs, options (short ones included: `-h` is
 //! `--hash`, `-s` is `--salt`) and `Key:\tvalue` output, so scripts written for it keep working.
 
-use super::{failed, op_err, progress::bytes_bar, CliError, CliResult};
+use super::progress::{bytes_bar, Bars};
+use super::{failed, op_err, CliError, CliResult};
 use crate::digest::HashAlg;
 use crate::hex;
-use crate::io::{output::PendingFile, FileSink, FileSource};
+use crate::io::format as io_format;
+use crate::io::repair::open_rw;
+use crate::io::FileSource;
+use crate::verity::format::FormatOptions;
 use crate::verity::geometry::{check_block_size, hash_start_block, MAX_SALT};
 use crate::verity::superblock::{parse_uuid, SUPERBLOCK_SIZE};
 use crate::verity::verify::{verify_image, VerifyOptions};
-use crate::verity::{build::build_tree, BlockSource, Geometry, Params, Superblock};
+use crate::verity::{BlockSource, Geometry, Params, Superblock};
 use clap::{Args, Subcommand};
 use facts::{hash_device_size, print_facts, Facts};
 use fec::FecArgs;
 use serde_json::json;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 mod facts;
@@ -251,16 +254,7 @@ pub(crate) fn parse_salt(salt: Option<&str>) -> Result<Vec<u8>, CliError> {
 }
 
 pub(super) fn open_source(path: &Path, what: &str) -> Result<FileSource, CliError> {
-    FileSource::open(path)
-        .map_err(|e| op_err(format!("cannot open {what} {}: {e}", path.display())))
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
+    io_format::open_source(path, what).map_err(op_err)
 }
 
 /// Checks the common options that do not depend on any file.
@@ -292,141 +286,27 @@ fn format(a: FormatArgs) -> CliResult {
             .into_uuid()
             .into_bytes(),
     };
-    let data = open_source(&a.data, "data device")?;
-    let whole = data.size() / dbs as u64;
-    let data_blocks = match c.data_blocks {
-        Some(0) => return Err(op_err("--data-blocks 0: nothing to protect")),
-        Some(n) if n > whole => {
-            return Err(op_err(format!(
-                "--data-blocks {n} is past the end of {} ({} bytes hold {whole} blocks of {dbs})",
-                a.data.display(),
-                data.size()
-            )))
-        }
-        Some(n) => n,
-        None if whole == 0 => {
-            return Err(op_err(format!(
-                "{} holds {} bytes, less than one {dbs}-byte block",
-                a.data.display(),
-                data.size()
-            )))
-        }
-        None => whole,
-    };
-    if c.data_blocks.is_none() && data.size() % dbs as u64 != 0 {
-        eprintln!(
-            "verity: warning: the last {} bytes of {} are not a whole block and are not covered",
-            data.size() % dbs as u64,
-            a.data.display()
-        );
-    }
-    let params = Params {
+    let opts = FormatOptions {
         alg,
         data_block_size: dbs,
         hash_block_size: hbs,
-        data_blocks,
         salt,
         hash_type: c.format,
+        hash_offset: c.hash_offset,
+        superblock: !c.no_superblock,
+        data_blocks: c.data_blocks,
+        uuid,
     };
-    let start = hash_start_block(c.hash_offset, hbs, !c.no_superblock).map_err(op_err)?;
-    let geom = Geometry::new(params, start).map_err(|e| op_err(e.to_string()))?;
-    let same = same_file(&a.data, &a.hash_device);
-    if same && c.hash_offset < geom.data_size() {
-        return Err(op_err(format!(
-            "data area overlaps with hash area: data ends at byte {}, hash area starts at --hash-offset {}",
-            geom.data_size(),
-            c.hash_offset
-        )));
-    }
-    // A hash file is written under a temporary name and renamed when complete, so a crash or a
-    // full disk leaves the old file or the whole new one. An existing regular file is copied first
-    // (what lies outside the hash area survives, as with veritysetup's in-place write); a device
-    // or the data file itself is written in place.
-    let existing = std::fs::metadata(&a.hash_device).ok();
-    let pending = match existing {
-        Some(m) if same || !m.is_file() => None,
-        Some(_) => Some(PendingFile::create_from_copy(&a.hash_device)),
-        None => Some(PendingFile::create(&a.hash_device)),
-    }
-    .transpose()
-    .map_err(|e| {
-        op_err(format!(
-            "cannot create hash file {} (temporary copy beside it): {e}",
-            a.hash_device.display()
-        ))
-    })?;
-    let file = match &pending {
-        Some(p) => p.file().try_clone(),
-        None => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&a.hash_device),
-    }
-    .map_err(|e| {
-        op_err(format!(
-            "cannot open hash device {}: {e}",
-            a.hash_device.display()
-        ))
-    })?;
-    let end = geom.hash_end();
-    let mut sink = FileSink::new(file);
-    let bar = bytes_bar(geom.data_size(), c.json, "hashing");
-    // A failed write names the hash device (the disk that is full), a failed read the data.
-    let root = build_tree(&geom, &data, &mut sink, &|n| bar.set_position(n)).map_err(|e| {
-        let dev = match e {
-            crate::verity::build::BuildError::WriteHash { .. } => &a.hash_device,
-            _ => &a.data,
-        };
-        op_err(format!("{}: {e}", dev.display()))
-    })?;
-    bar.finish_and_clear();
-    let file = sink.into_file();
-    if !c.no_superblock {
-        let sb = Superblock::from_params(&geom.params, uuid);
-        std::os::unix::fs::FileExt::write_all_at(&file, &sb.to_bytes(), c.hash_offset).map_err(
-            |e| {
-                op_err(format!(
-                    "writing superblock to {}: {e}",
-                    a.hash_device.display()
-                ))
-            },
-        )?;
-    }
-    // veritysetup extends the file to the end of the hash area, except when it wrote nothing at
-    // all (no superblock and a single data block, so no tree).
-    let wrote = !c.no_superblock || geom.tree_blocks() > 0;
-    let cur = crate::io::file::file_size(&file).unwrap_or(0);
-    if wrote && file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end {
-        file.set_len(end)
-            .map_err(|e| op_err(format!("extending {}: {e}", a.hash_device.display())))?;
-    }
-    let fec_facts = match &a.fec.fec_device {
-        Some(fp) => {
-            let (l, on_hash) = fec::format_parity(
-                &a.fec,
-                fp,
-                &a.hash_device,
-                &a.data,
-                &geom,
-                &data,
-                &file,
-                c.json,
-            )?;
-            Some((l, on_hash))
-        }
-        None => None,
-    };
-    file.sync_all()
-        .map_err(|e| op_err(format!("syncing {}: {e}", a.hash_device.display())))?;
-    if let Some(p) = pending {
-        p.commit()
-            .map_err(|e| op_err(format!("writing {}: {e}", a.hash_device.display())))?;
-    }
+    let bars = Bars::new(c.json);
+    let (data, plan) = io_format::plan(&a.data, &a.hash_device, opts, &bars).map_err(op_err)?;
+    let spec = fec::spec(&a.fec);
+    let done = io_format::format(&a.data, &data, &a.hash_device, &plan, spec.as_ref(), &bars)
+        .map_err(op_err)?;
     if let Some(rf) = &a.root_hash_file {
-        crate::io::output::write_atomic(rf, hex::encode(&root).as_bytes())
+        crate::io::output::write_atomic(rf, hex::encode(&done.root).as_bytes())
             .map_err(|e| op_err(format!("writing root hash file {}: {e}", rf.display())))?;
     }
-    let on_hash_blocks = match &fec_facts {
+    let on_hash_blocks = match &done.fec {
         Some((l, true)) => l.parity_blocks(),
         _ => 0,
     };
@@ -434,10 +314,12 @@ fn format(a: FormatArgs) -> CliResult {
         &Facts {
             hash_path: &a.hash_device,
             uuid: (!c.no_superblock).then_some(uuid),
-            geom: &geom,
-            root: Some(&root),
-            hash_device_size: hash_device_size(c, &geom, on_hash_blocks),
-            fec: fec_facts.map(|(l, on_hash)| fec::fact_lines(&l, &a.fec, on_hash)),
+            geom: &plan.geom,
+            root: Some(&done.root),
+            hash_device_size: hash_device_size(c, &plan.geom, on_hash_blocks),
+            fec: done
+                .fec
+                .map(|(l, on_hash)| fec::fact_lines(&l, &a.fec, on_hash)),
         },
         c.json,
     );
@@ -630,7 +512,7 @@ fn dump(a: DumpArgs) -> CliResult {
     }
     let (geom, uuid) = load_geometry(c, &hash, &a.hash_device, None)?;
     let fec_facts = match &a.fec.fec_device {
-        Some(fp) => Some(fec::layout(&a.fec, fp, &a.hash_device, &geom, hash.size())?),
+        Some(_) => Some(fec::layout(&a.fec, &a.hash_device, &geom, hash.size())?),
         None => None,
     };
     let on_hash_blocks = match &fec_facts {
@@ -651,20 +533,6 @@ fn dump(a: DumpArgs) -> CliResult {
     Ok(())
 }
 
-fn open_rw(path: &Path, what: &str) -> Result<FileSource, CliError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| {
-            op_err(format!(
-                "cannot open {what} {} for writing: {e}",
-                path.display()
-            ))
-        })?;
-    FileSource::from_file(f, path).map_err(|e| op_err(format!("{}: {e}", path.display())))
-}
-
 fn repair(a: RepairArgs) -> CliResult {
     let c = &a.common;
     check_common(c)?;
@@ -675,8 +543,8 @@ fn repair(a: RepairArgs) -> CliResult {
         ));
     }
     // Opened read-write once: the blocks that are verified are read and written through these.
-    let data = open_rw(&a.data, "data device")?;
-    let hash = open_rw(&a.hash_device, "hash device")?;
+    let data = open_rw(&a.data, "data device").map_err(op_err)?;
+    let hash = open_rw(&a.hash_device, "hash device").map_err(op_err)?;
     let (geom, _) = load_geometry(c, &hash, &a.hash_device, Some(data.size()))?;
     fec::repair(
         &a.fec,

@@ -19,3 +19,35 @@ pub fn bytes_bar(total: u64, json: bool, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// The library's [`Progress`](crate::verity::format::Progress) drawn as one bar per stage
+/// (hidden as [`bytes_bar`] decides), warnings printed as `verity: warning: ...`.
+pub struct Bars {
+    json: bool,
+    bar: std::cell::RefCell<ProgressBar>,
+}
+
+impl Bars {
+    /// Bars for a command run with or without `--json`.
+    pub fn new(json: bool) -> Self {
+        Bars {
+            json,
+            bar: std::cell::RefCell::new(ProgressBar::hidden()),
+        }
+    }
+}
+
+impl crate::verity::format::Progress for Bars {
+    fn begin(&self, what: &'static str, total: u64) {
+        *self.bar.borrow_mut() = bytes_bar(total, self.json, what);
+    }
+    fn set(&self, done: u64) {
+        self.bar.borrow().set_position(done);
+    }
+    fn end(&self) {
+        self.bar.borrow().finish_and_clear();
+    }
+    fn warn(&self, msg: &str) {
+        eprintln!("verity: warning: {msg}");
+    }
+}

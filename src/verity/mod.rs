@@ -14,6 +14,7 @@
 pub mod authtree;
 pub mod build;
 pub mod fec;
+pub mod format;
 pub mod geometry;
 pub mod hasher;
 pub(crate) mod ordered;

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod encode;
 pub mod gf;
 pub mod layout;
+pub mod repair;
 pub mod round;
 pub mod rs;
 #[cfg(test)]
