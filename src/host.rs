@@ -8,11 +8,13 @@
 //! that embeds the library fills the fields itself. Everything downstream (merge, refresh,
 //! unmerge, soft-reboot prepare, the boot hook) takes `&Host`, so the trust store, the policy, the
 //! TPM and the event log are set up the same way whoever asks: [`trust_store`], [`image_policy`],
-//! [`Host::open_tpm`] and [`Host::rollback_guard`] are the only places that do it.
+//! [`Host::open_tpm`] / [`Host::measurer`], [`Host::rollback_guard`] and [`Host::admit_config`]
+//! (the per-image pipeline's settings) are the only places that do it.
 //!
 //! Layering: above `admit`, `rollback`, `measure`, `image` and `sign`, below `merge`, `reboot`,
 //! `boot` and `cli`; it imports none of those.
 
+use crate::admit;
 use crate::gate::Bypass;
 use crate::image::policy::{Policy, PolicyError};
 use crate::image::release::OsRelease;
@@ -205,6 +207,70 @@ impl Host {
         EventLog::new(self.event_log.clone())
     }
 
+    /// Whether the tree is an initrd (`etc/initrd-release` under `root`): extensions then need
+    /// the `initrd` scope, and the initrd's search paths apply.
+    pub fn in_initrd(&self) -> bool {
+        in_initrd(&self.root)
+    }
+
+    /// The admission settings of extension class `c` on this host, with `rollback` (from
+    /// [`Host::rollback_guard`]) as the floors: the one place a host becomes an
+    /// [`admit::Config`]. Fails when the host os-release has no ID and the release check is not
+    /// skipped, since extensions cannot be matched against it.
+    pub fn admit_config(&self, c: Class, rollback: Guard) -> Result<admit::Config, String> {
+        Ok(admit::Config {
+            class: c,
+            in_initrd: self.in_initrd(),
+            host: self.checked_os_release()?,
+            arch: running_arch(),
+            root: self.root.clone(),
+            image_policy: self.class(c).image_policy.clone(),
+            trust: self.trust.clone(),
+            integrity: self.integrity,
+            pcr: self.pcr(c),
+            force: self.skip_release_check,
+            nextroot: false,
+            workspace: PathBuf::new(),
+            rollback,
+        })
+    }
+
+    /// The admission settings of a soft-reboot root on this host, mounted under `workspace`: it
+    /// is measured as `nextroot` into [`Host::nextroot_pcr`], under the `nextroot` policy, and is
+    /// checked as an OS tree rather than against extension-release (no host release, no scope).
+    pub fn nextroot_admit_config(&self, rollback: Guard, workspace: PathBuf) -> admit::Config {
+        admit::Config {
+            // The class only names the overlay kind; `nextroot` makes the token measure as a root.
+            class: Class::Sysext,
+            root: self.root.clone(),
+            image_policy: self.nextroot.image_policy.clone(),
+            trust: self.trust.clone(),
+            integrity: self.integrity,
+            pcr: self.nextroot_pcr(),
+            force: false,
+            nextroot: true,
+            in_initrd: false,
+            host: Default::default(),
+            arch: String::new(),
+            workspace,
+            rollback,
+        }
+    }
+
+    /// The measurer of this host: [`Host::open_tpm`] as an admission [`admit::Measurer`] (the TPM
+    /// one, or the `dangerous_no_tpm` one that records the bypass in the event log instead).
+    pub fn measurer(&self) -> Result<Box<dyn admit::Measurer>, String> {
+        let m = self.open_tpm()?;
+        Ok(match m.tpm {
+            Some((tpm, bypasses)) => Box::new(admit::measure::TpmMeasurer {
+                tpm,
+                log: m.log,
+                bypasses,
+            }),
+            None => Box::new(admit::measure::NoTpm { log: m.log }),
+        })
+    }
+
     /// Opens what measurements go to: no TPM with `dangerous_no_tpm`, else the TPM named (a
     /// simulator only with `dangerous_simulator`). The error names the TPM.
     pub fn open_tpm(&self) -> Result<Measuring, String> {
@@ -236,6 +302,11 @@ pub fn running_arch() -> String {
         .and_then(crate::image::arch::from_uname)
         .unwrap_or_else(crate::image::arch::native)
         .to_string()
+}
+
+/// Whether the tree under `root` is an initrd (it has `etc/initrd-release`).
+pub fn in_initrd(root: &Path) -> bool {
+    root.join("etc/initrd-release").exists()
 }
 
 /// The certificate directories: `given`, or the default verity.d directories under `root`.

@@ -67,12 +67,9 @@ fn scenario() {
         h.workspace = ws.clone();
         h
     };
-    let pipeline = verity::merge::run::admission(
-        &host(false),
-        Class::Sysext,
-        verity::rollback::admit::Guard::none(),
-    )
-    .unwrap();
+    let pipeline = host(false)
+        .admit_config(Class::Sysext, verity::rollback::admit::Guard::none())
+        .unwrap();
     let req = MergeRequest::merge(Class::Sysext);
     let mut m = FailOne {
         fail: "b",

@@ -168,7 +168,7 @@ fn prepare(a: PrepareArgs) -> CliResult {
         let host = a.host();
         // Floors and epoch first (exit 2 if unreadable), before the TPM is opened to measure.
         let rollback = host.rollback_guard().map_err(op_err)?;
-        let mut measurer = crate::merge::run::measurer(host.open_tpm().map_err(op_err)?);
+        let mut measurer = host.measurer().map_err(op_err)?;
         let req = PrepareRequest {
             image,
             nextroot: a.nextroot.clone(),

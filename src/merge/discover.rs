@@ -24,10 +24,9 @@ pub struct Candidate {
     pub mtime: i64,
 }
 
-/// Whether `root` is an initrd (systemd checks `/etc/initrd-release`).
-pub fn in_initrd(root: &Path) -> bool {
-    root.join("etc/initrd-release").exists()
-}
+/// Whether `root` is an initrd (systemd checks `/etc/initrd-release`); decided by the host
+/// context.
+pub use crate::host::in_initrd;
 
 /// All images of `class` under `root`, sorted by name; a name found in an earlier search path
 /// shadows the same name further down (even when the earlier one is unusable).

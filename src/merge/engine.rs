@@ -8,11 +8,12 @@ use super::apply::{self, ApplyError, ApplyReport, Workspace};
 use super::discover::{discover, in_initrd, Candidate};
 use super::plan::{plan, ExtensionInput, PlanOptions};
 use super::status::{host_path, is_ours};
+/// The measurers, defined with the measuring step of admission (re-exported for callers that
+/// named them here).
+pub use crate::admit::measure::{NoTpm, TpmMeasurer};
 use crate::admit::{self, Activator, Admitted, ImageFailure, ImageInfo, Measurer};
-use crate::gate::{Bypass, MeasurementRecord};
+use crate::gate::MeasurementRecord;
 use crate::host::Host;
-use crate::image::Verified;
-use crate::measure::step::Measured;
 use std::path::{Path, PathBuf};
 
 /// What one merge or refresh is asked to do; everything about the host (root, strictness,
@@ -129,7 +130,7 @@ pub fn list(cfg: &admit::Config) -> Vec<Candidate> {
 
 /// `merge` or `refresh` (`req.refresh`) of `req.class` on `host`, under the class lock the caller
 /// holds, admitting images with `pipeline` (built from the same host by
-/// [`super::run::admission`]).
+/// [`Host::admit_config`]).
 pub fn merge(
     _lock: &ClassLock,
     host: &Host,
@@ -247,46 +248,4 @@ pub fn unmerge(
     }
     let ws = Workspace::create(workspace_base)?;
     Ok(apply::unmerge(root, class, &ws)?)
-}
-
-/// The `--dangerous-no-tpm` measurer: no PCR is extended; each admission is recorded in the event
-/// log as a `dangerous:no-tpm:<event>` record (without a `pcr` field), through the log's lock, and
-/// the token's record says so. Used only when asked for by name.
-pub struct NoTpm {
-    /// The event log the bypass records go to.
-    pub log: crate::measure::EventLog,
-}
-
-impl Measurer for NoTpm {
-    fn measure(
-        &mut self,
-        v: Verified<ImageInfo>,
-        pcr: u32,
-    ) -> Result<Measured<Verified<ImageInfo>>, String> {
-        crate::measure::step::record_unmeasured(v, &self.log, pcr, &[Bypass::NoTpm])
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The real measurer: for each image, its bypass records and then its event, extended into every
-/// active bank of the PCR and appended to the event log (`measure::step::measure`), before the
-/// image can reach an overlay. Also measures soft-reboot roots (their tokens say `nextroot`).
-pub struct TpmMeasurer {
-    /// The TPM.
-    pub tpm: Box<dyn crate::measure::Tpm>,
-    /// The event log.
-    pub log: crate::measure::EventLog,
-    /// Bypasses of the measuring context, recorded with every image (`--dangerous-tpm-simulator`).
-    pub bypasses: Vec<Bypass>,
-}
-
-impl Measurer for TpmMeasurer {
-    fn measure(
-        &mut self,
-        v: Verified<ImageInfo>,
-        pcr: u32,
-    ) -> Result<Measured<Verified<ImageInfo>>, String> {
-        crate::measure::step::measure(v, self.tpm.as_mut(), &self.log, pcr, &self.bypasses)
-            .map_err(|e| e.to_string())
-    }
 }

@@ -3,45 +3,10 @@
 //! agent) merges exactly as they do. Order: rollback floors and epoch, host os-release, class
 //! lock, TPM, then the engine; `--ratchet` after a successful merge, under the lock.
 
-use super::engine::{self, MergeError, MergeOutcome, MergeRequest, NoTpm, TpmMeasurer};
+use super::engine::{self, MergeError, MergeOutcome, MergeRequest};
 use super::plan::Class;
-use crate::admit::{self, Measurer};
-use crate::host::{Host, Measuring};
-use crate::rollback::admit::Guard;
-
-/// The admission settings of `class` on `host` (the per-image pipeline's configuration), with
-/// `rollback` as the floors. Fails when the host os-release has no ID and the release check is
-/// not skipped: extensions cannot be matched against it.
-pub fn admission(host: &Host, class: Class, rollback: Guard) -> Result<admit::Config, String> {
-    Ok(admit::Config {
-        class,
-        in_initrd: super::discover::in_initrd(&host.root),
-        host: host.checked_os_release()?,
-        arch: crate::host::running_arch(),
-        root: host.root.clone(),
-        image_policy: host.class(class).image_policy.clone(),
-        trust: host.trust.clone(),
-        integrity: host.integrity,
-        pcr: host.pcr(class),
-        force: host.skip_release_check,
-        nextroot: false,
-        workspace: Default::default(),
-        rollback,
-    })
-}
-
-/// The measurer for what [`Host::open_tpm`] opened: the TPM, or the `--dangerous-no-tpm` one that
-/// records the bypass in the event log instead.
-pub fn measurer(m: Measuring) -> Box<dyn Measurer> {
-    match m.tpm {
-        Some((tpm, bypasses)) => Box::new(TpmMeasurer {
-            tpm,
-            log: m.log,
-            bypasses,
-        }),
-        None => Box::new(NoTpm { log: m.log }),
-    }
-}
+use crate::admit;
+use crate::host::Host;
 
 /// `merge` or `refresh` of one class on `host`. [`MergeError::Host`] means it could not start (no
 /// host ID, unreadable rollback state, TPM unreachable) or `--ratchet` failed afterwards;
@@ -50,7 +15,9 @@ pub fn merge(host: &Host, req: &MergeRequest) -> Result<MergeOutcome, MergeError
     // Floors and epoch are read before anything is opened or mounted: a corrupt state file or an
     // unreadable epoch stops the merge here, with nothing merged.
     let guard = host.rollback_guard().map_err(MergeError::Host)?;
-    let cfg = admission(host, req.class, guard).map_err(MergeError::Host)?;
+    let cfg = host
+        .admit_config(req.class, guard)
+        .map_err(MergeError::Host)?;
     // Before the TPM is opened: a second merge waits here for the first one to finish.
     let lock = engine::lock_class(&host.root, req.class)?;
     if host.tpm.dangerous_no_tpm {
@@ -60,7 +27,7 @@ pub fn merge(host: &Host, req: &MergeRequest) -> Result<MergeOutcome, MergeError
             host.event_log.display()
         );
     }
-    let mut m = measurer(host.open_tpm().map_err(MergeError::Host)?);
+    let mut m = host.measurer().map_err(MergeError::Host)?;
     // The floors rise under the class lock, after the merge they belong to.
     let out = engine::merge(
         &lock,

@@ -7,7 +7,7 @@
 
 use super::plan::StageRecord;
 use super::stage::{self, StageFacts};
-use crate::admit::{self, Activator, Class, ImageKind, Measurer};
+use crate::admit::{self, Activator, ImageKind, Measurer};
 use crate::host::Host;
 use crate::merge::apply::Workspace;
 use std::path::{Path, PathBuf};
@@ -74,23 +74,7 @@ pub fn prepare(
     std::fs::create_dir_all(&host.workspace)
         .map_err(|e| op(format!("{}: {e}", host.workspace.display())))?;
     let ws = Workspace::create(&host.workspace).map_err(|e| op(e.to_string()))?;
-    let cfg = admit::Config {
-        // The class only names the overlay kind; `nextroot` makes the token measure as a root,
-        // and the extension-release check does not apply to a whole OS (it is checked as one).
-        class: Class::Sysext,
-        root: host.root.clone(),
-        image_policy: host.nextroot.image_policy.clone(),
-        trust: host.trust.clone(),
-        integrity: host.integrity,
-        pcr: host.nextroot_pcr(),
-        force: false,
-        nextroot: true,
-        in_initrd: false,
-        host: Default::default(),
-        arch: String::new(),
-        workspace: ws.images(),
-        rollback,
-    };
+    let cfg = host.nextroot_admit_config(rollback, ws.images());
     let prepared = admit::prepare(&name, &req.image, kind, &cfg, dm)
         .map_err(|f| check(format!("{img}: {:?} check failed: {}", f.check(), f.error)))?;
     let mounted = prepared.mount_path().to_path_buf();
