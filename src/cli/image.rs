@@ -353,13 +353,14 @@ fn run_verify(a: VerifyArgs) -> CliResult {
     let c = &a.common;
     // The floors of the system at --root (default /), and the epoch of --tpm if given: read
     // first, so a corrupt state file is exit 2 before anything is judged.
-    let epoch = match &a.tpm {
-        Some(t) => {
-            rollback_admit::epoch_for(Some(t), false, a.dangerous_tpm_simulator).map_err(op_err)?
-        }
-        None => None,
+    // Without --tpm, image verify reads no epoch: for the host context that is no TPM.
+    let mut on = crate::host::Host::new(&c.root);
+    on.tpm = crate::host::TpmSetup {
+        spec: a.tpm.clone(),
+        dangerous_simulator: a.dangerous_tpm_simulator,
+        dangerous_no_tpm: a.tpm.is_none(),
     };
-    let guard = rollback_admit::Guard::load(&c.root, epoch).map_err(op_err)?;
+    let guard = on.rollback_guard().map_err(op_err)?;
     let policy = crate::host::image_policy(a.image_policy.as_deref())
         .map_err(|e| op_err(format!("--image-policy: {e}")))?;
     let host = if a.no_host_match {
