@@ -144,3 +144,58 @@ fn library_repair_restores_a_damaged_block_and_only_a_confirmed_one() {
     assert!(!r.written && !r.outcome.is_ok());
     assert!(fs::read(&data).unwrap() == bad, "nothing written");
 }
+
+#[test]
+fn library_prediction_gives_the_values_pcr_predict_prints() {
+    use verity::digest::HashAlg::{Sha1, Sha256};
+    use verity::gate::Bypass;
+    use verity::measure::predict::{admission_strings, dir_admission};
+    let dir = tempfile::tempdir().unwrap();
+    let ext = dir.path().join("dirext");
+    let rel = ext.join("usr/lib/extension-release.d");
+    fs::create_dir_all(&rel).unwrap();
+    fs::write(rel.join("extension-release.dirext"), "ID=_any\n").unwrap();
+    fs::write(ext.join("usr/payload"), "payload\n").unwrap();
+    let bypass = Bypass::from_name("no-tpm").unwrap();
+
+    let (ev, bypasses) =
+        dir_admission(&ext, verity::image::Class::Sysext, &[bypass]).expect("admission");
+    let mut events = vec!["literal".to_string()];
+    events.extend(admission_strings(&ev, &bypasses));
+    assert!(
+        events.len() >= 3,
+        "the literal, a bypass record and the event: {events:?}"
+    );
+    let values = verity::measure::pcr::predict(13, &[Sha1, Sha256], &[], &events).unwrap();
+
+    let out = run_ok(
+        verity()
+            .args([
+                "pcr", "predict", "--pcr", "13", "--bank", "sha1", "--bank", "sha256",
+            ])
+            .args([
+                "--json",
+                "--event",
+                "literal",
+                "--with-bypass",
+                "no-tpm",
+                "--dir",
+            ])
+            .arg(&ext),
+    );
+    let cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cli_events: Vec<&str> = cli["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(cli_events, events);
+    for (bank, value) in values {
+        assert_eq!(
+            cli["banks"][bank.name()].as_str(),
+            Some(verity::hex::encode(&value).as_str()),
+            "{bank:?}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ mod dmopen;
 mod dmverity;
 mod ext;
 mod image;
-mod predict_dir;
+mod predict;
 mod predict_export;
 mod progress;
 mod reboot;

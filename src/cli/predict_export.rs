@@ -2,7 +2,8 @@
 //! computes from the allowed images (Keylime `tpm_policy` JSON, or systemd-pcrlock component
 //! files). Parsing and output only; the prediction is `attest::export`.
 
-use super::tpm::{PredictArgs, ALL_BANKS};
+use super::predict::PredictArgs;
+use super::tpm::ALL_BANKS;
 use super::{op_err, CliError, CliResult};
 use crate::attest::export::{keylime_policy, pcrlock_components, plans};
 use crate::attest::files;

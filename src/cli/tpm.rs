@@ -4,20 +4,16 @@
 
 use super::{failed, op_err, CliResult};
 use crate::digest::HashAlg;
-use crate::gate::{admission_events, Bypass};
 use crate::hex;
-use crate::image::release::Scope;
-use crate::image::verify::{verify, DataCheck, VerifyOptions};
-use crate::image::{DissectOptions, Dissected};
 use crate::measure::pcr::{self, ReplayReport};
 use crate::measure::{
-    default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord, Subject,
+    default_pcr, measure_event_locked, open_tpm, EventLog, ImageEvent, LogRecord,
     DEFAULT_EVENT_LOG, DEFAULT_TPM,
 };
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -42,7 +38,7 @@ pub enum PcrCommand {
     Replay(ReplayArgs),
     /// The values a PCR will hold after measuring the given events.
     #[command(disable_help_flag = true)]
-    Predict(Box<PredictArgs>),
+    Predict(Box<super::predict::PredictArgs>),
 }
 
 #[derive(Subcommand)]
@@ -127,80 +123,12 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Clone, Debug)]
-pub struct PredictArgs {
-    /// The PCR the events go into (text/json: required; keylime/pcrlock: default per class,
-    /// 13 sysext, 12 confext, 15 nextroot).
-    #[arg(long)]
-    pub pcr: Option<u32>,
-    /// Output: text (or --json), a Keylime tpm_policy (`keylime`), or systemd-pcrlock
-    /// components (`pcrlock`). For keylime/pcrlock, several --image of the same name are allowed
-    /// versions of that image, and every combination is predicted.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: super::predict_export::Format,
-    /// Write the keylime policy or pcrlock file here (a directory for pcrlock components with
-    /// several versions) instead of stdout.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-    /// Starting value (hex; its length picks the bank; repeatable, one per bank; default zero).
-    #[arg(long = "base")]
-    pub bases: Vec<String>,
-    /// Banks to predict (repeatable; default sha1, sha256, sha384, sha512).
-    #[arg(long = "bank", value_parser = parse_bank)]
-    pub banks: Vec<HashAlg>,
-    /// A literal event string (repeatable, measured in order, before the --class event).
-    #[arg(long = "event")]
-    pub events: Vec<String>,
-    #[command(flatten)]
-    pub event: EventParts,
-    /// An image to measure (repeatable, in order, after the other events). It is verified first:
-    /// the class, name, root hash and signer come from the verified image, as the merge gets them.
-    #[arg(long = "image")]
-    pub images: Vec<PathBuf>,
-    /// A directory extension to measure (repeatable, after the --image events): its event carries
-    /// the `verity-tree-v1` digest of the tree, as the merge measures it (`unprotected-tree-HEX`).
-    #[arg(long = "dir")]
-    pub dirs: Vec<PathBuf>,
-    /// The class of the --dir extensions: sysext or confext.
-    #[arg(long = "dir-class", default_value = "sysext")]
-    pub dir_class: String,
-    /// Certificate directory for --image (repeatable; replaces the default verity.d search path).
-    #[arg(long)]
-    pub trust: Vec<PathBuf>,
-    /// Root for the default verity.d dirs.
-    #[arg(long, default_value = "/")]
-    pub root: PathBuf,
-    /// Image policy for --image (systemd syntax). Default: root=signed+absent:usr=signed+absent.
-    #[arg(long = "image-policy")]
-    pub image_policy: Option<String>,
-    /// Accept --image partitions of this architecture instead of the native one.
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// A bypass the admission of the --class/--image events will record before each of them, as
-    /// the merge does (repeatable, in order: tpm-simulator, skip-release-check, unprotected,
-    /// no-tpm, premounted).
-    #[arg(long = "with-bypass", value_parser = parse_bypass)]
-    pub with_bypass: Vec<Bypass>,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Clone, Debug)]
 pub struct ShowArgs {
     #[command(flatten)]
     pub log: LogArg,
     /// Machine-readable output (the records, with `recnum` added).
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_bypass(s: &str) -> Result<Bypass, String> {
-    Bypass::from_name(s).ok_or_else(|| {
-        format!(
-            "unknown bypass {s:?} (one of {})",
-            Bypass::ALL.map(|b| b.name()).join(", ")
-        )
-    })
 }
 
 /// A bank name for clap.
@@ -228,13 +156,13 @@ pub fn run(cmd: Command) -> CliResult {
         Command::Measure(a) => measure(a),
         Command::Pcr(PcrCommand::Read(a)) => read(a),
         Command::Pcr(PcrCommand::Replay(a)) => replay(a),
-        Command::Pcr(PcrCommand::Predict(a)) => predict(*a),
+        Command::Pcr(PcrCommand::Predict(a)) => super::predict::run(*a),
         Command::Log(LogCommand::Show(a)) => show(a),
     }
 }
 
 /// Builds the event from `--class/--name/--root-hash/--signer`; None when none of them is given.
-fn event_from_parts(p: &EventParts) -> Result<Option<ImageEvent>, super::CliError> {
+pub(super) fn event_from_parts(p: &EventParts) -> Result<Option<ImageEvent>, super::CliError> {
     if p.class.is_none() && p.name.is_none() && p.root_hash.is_none() && p.signer.is_none() {
         return Ok(None);
     }
@@ -298,7 +226,7 @@ fn measure(a: MeasureArgs) -> CliResult {
 type BankValues = (HashAlg, Vec<(u32, Vec<u8>)>);
 
 /// Prints values grouped by bank, as tpm2_pcrread does.
-fn print_values(values: &[BankValues], json_out: bool) {
+pub(super) fn print_values(values: &[BankValues], json_out: bool) {
     if json_out {
         let mut top = Map::new();
         for (bank, pcrs) in values {
@@ -465,156 +393,6 @@ fn print_replay(r: &ReplayReport, records: &[LogRecord], json_out: bool) {
             r.skipped
         );
     }
-}
-
-fn predict(a: PredictArgs) -> CliResult {
-    if a.format != super::predict_export::Format::Text {
-        let mut images = Vec::new();
-        if let Some(ev) = event_from_parts(&a.event)? {
-            images.push(ev);
-        }
-        if !a.images.is_empty() {
-            let opts = image_verify_options(&a)?;
-            for img in &a.images {
-                images.push(image_admission(img, a.arch.clone(), &opts, &[])?.0);
-            }
-        }
-        if !a.dirs.is_empty() {
-            // A directory's admission measures its `dangerous:unprotected` record first, which the
-            // keylime/pcrlock export (one event per image) does not model: no wrong policy.
-            return Err(op_err(
-                "--dir works with --format text|json only: a directory extension is admitted \
-                 with an unprotected bypass record the keylime/pcrlock export does not model",
-            ));
-        }
-        return super::predict_export::run(&a, &images);
-    }
-    let pcr_n = a
-        .pcr
-        .ok_or_else(|| op_err("--pcr is required (except with --format keylime|pcrlock)"))?;
-    let banks = if a.banks.is_empty() {
-        ALL_BANKS.to_vec()
-    } else {
-        a.banks.clone()
-    };
-    let mut bases = Vec::new();
-    for b in &a.bases {
-        let v = hex::decode(b.trim_start_matches("0x"))
-            .map_err(|e| op_err(format!("--base {b}: {e}")))?;
-        let bank = pcr::bank_for_length(v.len()).map_err(|e| op_err(format!("--base {b}: {e}")))?;
-        bases.push((bank, v));
-    }
-    let mut events = a.events.clone();
-    // Each admission measures its bypass records first, exactly as the measuring step does.
-    let mut admit = |ev: ImageEvent, bypasses: &[Bypass]| {
-        let s = ev.event_string();
-        events.extend(
-            admission_events(&s, &ev.class, bypasses)
-                .into_iter()
-                .map(|(string, _)| string),
-        );
-    };
-    if let Some(ev) = event_from_parts(&a.event)? {
-        admit(ev, &a.with_bypass);
-    }
-    if !a.images.is_empty() {
-        let opts = image_verify_options(&a)?;
-        for img in &a.images {
-            let (ev, bypasses) = image_admission(img, a.arch.clone(), &opts, &a.with_bypass)?;
-            admit(ev, &bypasses);
-        }
-    }
-    for d in &a.dirs {
-        let (ev, bypasses) = super::predict_dir::dir_admission(d, &a.dir_class, &a.with_bypass)?;
-        admit(ev, &bypasses);
-    }
-    if events.is_empty() {
-        return Err(op_err(
-            "nothing to predict: give --image IMG, --dir DIR, --event STRING or --class/--name/--root-hash",
-        ));
-    }
-    let values = pcr::predict(pcr_n, &banks, &bases, &events).map_err(op_err)?;
-    if a.json {
-        let m: Map<String, Value> = values
-            .iter()
-            .map(|(b, v)| (b.name().to_string(), Value::String(hex::encode(v))))
-            .collect();
-        println!("{}", json!({"pcr": pcr_n, "events": events, "banks": m}));
-    } else {
-        let grouped: Vec<_> = values
-            .into_iter()
-            .map(|(b, v)| (b, vec![(pcr_n, v)]))
-            .collect();
-        print_values(&grouped, false);
-    }
-    Ok(())
-}
-
-fn image_verify_options(a: &PredictArgs) -> Result<VerifyOptions, super::CliError> {
-    let trust =
-        crate::host::trust_store(&a.root, &a.trust).map_err(|e| op_err(format!("--trust: {e}")))?;
-    let policy = crate::host::image_policy(a.image_policy.as_deref())
-        .map_err(|e| op_err(format!("--image-policy: {e}")))?;
-    let host_arch = a.arch.clone().unwrap_or_else(super::image::host_arch);
-    Ok(VerifyOptions {
-        trust,
-        policy,
-        class: None,
-        // Release tooling predicts for hosts it is not running on: extension-release must be
-        // present, but is not matched against this machine.
-        host: None,
-        host_arch,
-        scope: Scope::System,
-        read_release: true,
-        data: DataCheck::Here,
-    })
-}
-
-/// Verifies an image and returns what admitting it would measure: its event and its bypasses, in
-/// the measuring step's order. It goes through the same token derivation as the merge, so the
-/// trust facts and bypasses cannot disagree. An image that does not verify is never measured,
-/// so predicting for it is a failed check (exit 1).
-fn image_admission(
-    path: &Path,
-    arch: Option<String>,
-    opts: &VerifyOptions,
-    with_bypass: &[Bypass],
-) -> Result<(ImageEvent, Vec<Bypass>), super::CliError> {
-    let f = std::fs::File::open(path).map_err(|e| op_err(format!("{}: {e}", path.display())))?;
-    let d = Dissected::open(f, path, &DissectOptions { arch })
-        .map_err(|e| op_err(format!("{}: {e}", path.display())))?;
-    let (_, res) = verify(d, opts);
-    let v = res.map_err(|e| {
-        failed(format!(
-            "{}: {e}; an image that does not verify is never measured",
-            path.display()
-        ))
-    })?;
-    let class = v.get().class;
-    // The image's own name (release name, version cut off), as predictions always used.
-    let name = v.get().name.clone();
-    // What the pipeline adds to the token itself; the rest belongs to the measuring context.
-    let (own, context): (Vec<Bypass>, Vec<Bypass>) = with_bypass
-        .iter()
-        .partition(|b| **b == Bypass::SkipReleaseCheck);
-    let info = crate::image::verify::activated(
-        v,
-        crate::image::AdmitAs {
-            name,
-            kind: crate::image::ImageKind::Raw,
-            path: path.to_path_buf(),
-            class,
-            nextroot: false,
-            bypasses: own,
-        },
-    );
-    let ev = info.get().event();
-    ev.validate()
-        .map_err(|e| op_err(format!("{}: cannot be measured: {e}", path.display())))?;
-    Ok((
-        ev,
-        crate::measure::step::all_bypasses(info.get().bypasses(), &context),
-    ))
 }
 
 fn show(a: ShowArgs) -> CliResult {

@@ -1,5 +1,6 @@
 //! Measurement: PCR bank math ([`pcr`]), systemd's event log ([`eventlog`], [`logfile`]), the
-//! [`Tpm`] trait with its software model and tss-esapi implementation, and the measuring step
+//! [`Tpm`] trait with its software model and tss-esapi implementation, PCR prediction
+//! ([`predict`]), and the measuring step
 //! ([`step`]) that mints [`step::Measured`] tokens. The event vocabulary ([`ImageEvent`],
 //! [`Subject`]) is defined in [`crate::gate`], below `image`, and re-exported here.
 //!
@@ -24,6 +25,7 @@
 pub mod eventlog;
 pub mod logfile;
 pub mod pcr;
+pub mod predict;
 pub mod step;
 pub mod tpm;
 
