@@ -271,6 +271,20 @@ impl Host {
         })
     }
 
+    /// As [`Host::open_tpm`], for a record that goes to the event log whether or not there is a
+    /// TPM (`soft-reboot prepare --dangerous-premounted`): with no TPM named and no default device
+    /// on this machine, no TPM.
+    pub fn open_tpm_if_present(&self) -> Result<Measuring, String> {
+        let dev = crate::measure::DEFAULT_TPM.trim_start_matches("device:");
+        if self.tpm.spec.is_none() && !Path::new(dev).exists() {
+            return Ok(Measuring {
+                tpm: None,
+                log: self.event_log(),
+            });
+        }
+        self.open_tpm()
+    }
+
     /// Opens what measurements go to: no TPM with `dangerous_no_tpm`, else the TPM named (a
     /// simulator only with `dangerous_simulator`). The error names the TPM.
     pub fn open_tpm(&self) -> Result<Measuring, String> {
@@ -397,6 +411,12 @@ mod tests {
         let e = h.open_tpm().err().expect("refused");
         assert!(e.starts_with("TPM swtpm:host=127.0.0.1,port=1: "), "{e}");
         assert!(e.contains("--dangerous-tpm-simulator"), "{e}");
+        // A TPM named must work even where a missing one would be tolerated.
+        let e = h.open_tpm_if_present().err().expect("refused");
+        assert!(e.contains("--dangerous-tpm-simulator"), "{e}");
+        if !Path::new("/dev/tpmrm0").exists() {
+            assert!(Host::new("/").open_tpm_if_present().unwrap().tpm.is_none());
+        }
         h.tpm.dangerous_no_tpm = true;
         assert!(h.open_tpm().unwrap().tpm.is_none());
     }

@@ -211,36 +211,21 @@ fn prepare(a: PrepareArgs) -> CliResult {
 /// else the default device if this machine has one. No log record, nothing staged.
 fn record_premounted(a: &PrepareArgs) -> CliResult {
     let host = a.host();
-    let (mut tpm, context) = match a.tpm.as_deref() {
-        Some(_) => {
-            let m = host
-                .open_tpm()
-                .map_err(|e| op_err(format!("{e}; nothing staged")))?;
-            match m.tpm {
-                Some((t, b)) => (Some(t), b),
-                None => (None, Vec::new()),
-            }
-        }
+    let m = host
+        .open_tpm_if_present()
+        .map_err(|e| op_err(format!("{e}; nothing staged")))?;
+    let (mut tpm, context) = match m.tpm {
+        Some((t, b)) => (Some(t), b),
         None => {
-            let dev = crate::measure::DEFAULT_TPM.trim_start_matches("device:");
-            if std::path::Path::new(dev).exists() {
-                let t = crate::measure::open_tpm(crate::measure::DEFAULT_TPM).map_err(|e| {
-                    op_err(format!(
-                        "TPM {}: {e}; nothing staged",
-                        crate::measure::DEFAULT_TPM
-                    ))
-                })?;
-                (Some(t), Vec::new())
-            } else {
-                eprintln!(
-                    "verity: warning: no TPM at {dev}: the --dangerous-premounted bypass is \
-                     recorded in the event log only"
-                );
-                (None, Vec::new())
-            }
+            eprintln!(
+                "verity: warning: no TPM at {}: the --dangerous-premounted bypass is \
+                 recorded in the event log only",
+                crate::measure::DEFAULT_TPM.trim_start_matches("device:")
+            );
+            (None, Vec::new())
         }
     };
-    let log = host.event_log();
+    let log = m.log;
     crate::measure::step::record_bypass(
         tpm.as_mut()
             .map(|t| &mut **t as &mut dyn crate::measure::Tpm),
