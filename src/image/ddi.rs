@@ -180,6 +180,9 @@ impl Dissected {
     }
 }
 
+/// A GPT partition with the architecture and role its type UUID names.
+type Classified<'a> = (&'a gpt::Partition, &'static str, Role);
+
 fn dissect_gpt(
     source: FileSource,
     path: &Path,
@@ -188,17 +191,13 @@ fn dissect_gpt(
     table: Gpt,
     opts: &DissectOptions,
 ) -> Result<Dissected, DissectError> {
-    let perr = |msg: String| DissectError::Partitions {
-        path: path.to_path_buf(),
-        msg,
-    };
     let sector = table.sector;
     let usable: Vec<&gpt::Partition> = table
         .partitions
         .iter()
         .filter(|p| p.attrs & gpt::ATTR_NO_AUTO == 0)
         .collect();
-    let classified: Vec<(&gpt::Partition, &'static str, Role)> = usable
+    let classified: Vec<Classified> = usable
         .iter()
         .filter_map(|p| arch::classify(p.type_guid).map(|(a, r)| (*p, a, r)))
         .collect();
@@ -215,58 +214,138 @@ fn dissect_gpt(
             .iter()
             .any(|(_, pa, r)| *pa == a && matches!(r, Role::Root | Role::Usr))
     };
-    let chosen = candidates.iter().find(|a| has_data(a)).cloned();
-    let generic: Vec<&&gpt::Partition> = usable
+    let Some(chosen) = candidates.iter().find(|a| has_data(a)).cloned() else {
+        let generic = generic_data(path, &usable, &classified, &candidates, want)?;
+        return Ok(Dissected {
+            source,
+            name,
+            class_hint,
+            layout: Layout::Gpt(table.clone()),
+            arch: None,
+            designator: "root",
+            data: Extent {
+                offset: generic.offset(sector),
+                size: generic.size(sector),
+            },
+            data_uuid: Some(generic.uuid),
+            data_attrs: Some(generic.attrs),
+            verity: None,
+            signature: None,
+            sidecar_root_hash: None,
+        });
+    };
+    let (designator, data, verity, sig) = partition_set(path, &classified, &chosen)?;
+    let io = |e: std::io::Error| DissectError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let verity = match verity {
+        Some(v) => {
+            let dup = source.file().try_clone().map_err(io)?;
+            Some(HashDevice {
+                source: FileSource::from_file(dup, path).map_err(io)?,
+                extent: Extent {
+                    offset: v.offset(sector),
+                    size: v.size(sector),
+                },
+                uuid: Some(v.uuid),
+            })
+        }
+        None => None,
+    };
+    let signature = match sig {
+        Some(s) => Some(read_signature(&source, path, s, sector)?),
+        None => None,
+    };
+    Ok(Dissected {
+        source,
+        name,
+        class_hint,
+        layout: Layout::Gpt(table.clone()),
+        arch: arch::by_name(&chosen).map(|a| a.arch),
+        designator,
+        data: Extent {
+            offset: data.offset(sector),
+            size: data.size(sector),
+        },
+        data_uuid: Some(data.uuid),
+        data_attrs: Some(data.attrs),
+        verity,
+        signature,
+        sidecar_root_hash: None,
+    })
+}
+
+fn partitions_error(path: &Path, msg: String) -> DissectError {
+    DissectError::Partitions {
+        path: path.to_path_buf(),
+        msg,
+    }
+}
+
+/// No root or usr partition for any acceptable architecture: the one generic Linux data
+/// partition, or why there is none to use (a foreign architecture, an orphaned verity partition,
+/// none at all, or several generic ones).
+fn generic_data<'a>(
+    path: &Path,
+    usable: &[&'a gpt::Partition],
+    classified: &[Classified],
+    candidates: &[String],
+    want: String,
+) -> Result<&'a gpt::Partition, DissectError> {
+    let perr = |msg: String| partitions_error(path, msg);
+    let foreign: Vec<&str> = classified
+        .iter()
+        .filter(|(_, _, r)| matches!(r, Role::Root | Role::Usr))
+        .map(|(_, a, _)| *a)
+        .collect();
+    if let Some(f) = foreign.first() {
+        return Err(DissectError::ForeignArch {
+            path: path.to_path_buf(),
+            found: f.to_string(),
+            want,
+        });
+    }
+    if classified
+        .iter()
+        .any(|(_, a, _)| candidates.iter().any(|c| c == a))
+    {
+        return Err(perr(
+            "a verity or verity-signature partition has no data partition".into(),
+        ));
+    }
+    let generic: Vec<&gpt::Partition> = usable
         .iter()
         .filter(|p| p.type_guid == arch::LINUX_GENERIC)
+        .copied()
         .collect();
-    let Some(chosen) = chosen else {
-        let foreign: Vec<&str> = classified
-            .iter()
-            .filter(|(_, _, r)| matches!(r, Role::Root | Role::Usr))
-            .map(|(_, a, _)| *a)
-            .collect();
-        if let Some(f) = foreign.first() {
-            return Err(DissectError::ForeignArch {
-                path: path.to_path_buf(),
-                found: f.to_string(),
-                want,
-            });
-        }
-        if classified
-            .iter()
-            .any(|(_, a, _)| candidates.iter().any(|c| c == a))
-        {
-            return Err(perr(
-                "a verity or verity-signature partition has no data partition".into(),
-            ));
-        }
-        return match generic.as_slice() {
-            [] => Err(perr("no root, usr or generic Linux data partition".into())),
-            [g] => Ok(Dissected {
-                source,
-                name,
-                class_hint,
-                layout: Layout::Gpt(table.clone()),
-                arch: None,
-                designator: "root",
-                data: Extent {
-                    offset: g.offset(sector),
-                    size: g.size(sector),
-                },
-                data_uuid: Some(g.uuid),
-                data_attrs: Some(g.attrs),
-                verity: None,
-                signature: None,
-                sidecar_root_hash: None,
-            }),
-            _ => Err(perr(format!(
-                "{} generic Linux data partitions and no root: which one is meant is ambiguous",
-                generic.len()
-            ))),
-        };
-    };
-    let arch_name = arch::by_name(&chosen).map(|a| a.arch);
+    match generic.as_slice() {
+        [] => Err(perr("no root, usr or generic Linux data partition".into())),
+        [g] => Ok(g),
+        _ => Err(perr(format!(
+            "{} generic Linux data partitions and no root: which one is meant is ambiguous",
+            generic.len()
+        ))),
+    }
+}
+
+/// The one data/verity/signature set of architecture `chosen`: (designator, data, verity,
+/// signature). Refuses both designators, several of a kind, and orphaned verity partitions.
+#[allow(clippy::type_complexity)]
+fn partition_set<'a>(
+    path: &Path,
+    classified: &[Classified<'a>],
+    chosen: &str,
+) -> Result<
+    (
+        &'static str,
+        &'a gpt::Partition,
+        Option<&'a gpt::Partition>,
+        Option<&'a gpt::Partition>,
+    ),
+    DissectError,
+> {
+    let perr = |msg: String| partitions_error(path, msg);
     let of = |role: Role| -> Vec<&gpt::Partition> {
         classified
             .iter()
@@ -320,60 +399,36 @@ fn dissect_gpt(
             "a {designator}-verity-sig partition without a {designator}-verity partition"
         )));
     }
-    let io = |e: std::io::Error| DissectError::Io {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    };
-    let verity = match veritys.first() {
-        Some(v) => {
-            let dup = source.file().try_clone().map_err(io)?;
-            Some(HashDevice {
-                source: FileSource::from_file(dup, path).map_err(io)?,
-                extent: Extent {
-                    offset: v.offset(sector),
-                    size: v.size(sector),
-                },
-                uuid: Some(v.uuid),
-            })
-        }
-        None => None,
-    };
-    let signature = match sigs.first() {
-        Some(s) => {
-            let size = s.size(sector);
-            Some(Signature::Json(if size > sigpart::MAX_SIZE {
-                Err(SigPartError::TooLarge(size))
-            } else {
-                let mut buf = vec![0u8; size as usize];
-                source
-                    .read_at(&mut buf, s.offset(sector))
-                    .map_err(|e| DissectError::Io {
-                        path: path.to_path_buf(),
-                        msg: format!(
-                            "reading the signature partition at byte {}: {e}",
-                            s.offset(sector)
-                        ),
-                    })?;
-                sigpart::parse(&buf)
-            }))
-        }
-        None => None,
-    };
-    Ok(Dissected {
-        source,
-        name,
-        class_hint,
-        layout: Layout::Gpt(table.clone()),
-        arch: arch_name,
+    Ok((
         designator,
-        data: Extent {
-            offset: data.offset(sector),
-            size: data.size(sector),
-        },
-        data_uuid: Some(data.uuid),
-        data_attrs: Some(data.attrs),
-        verity,
-        signature,
-        sidecar_root_hash: None,
-    })
+        data,
+        veritys.first().copied(),
+        sigs.first().copied(),
+    ))
+}
+
+/// Reads and parses the signature partition `s` (an oversized one is a parse error, kept for the
+/// report, not a read).
+fn read_signature(
+    source: &FileSource,
+    path: &Path,
+    s: &gpt::Partition,
+    sector: u64,
+) -> Result<Signature, DissectError> {
+    let size = s.size(sector);
+    Ok(Signature::Json(if size > sigpart::MAX_SIZE {
+        Err(SigPartError::TooLarge(size))
+    } else {
+        let mut buf = vec![0u8; size as usize];
+        source
+            .read_at(&mut buf, s.offset(sector))
+            .map_err(|e| DissectError::Io {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "reading the signature partition at byte {}: {e}",
+                    s.offset(sector)
+                ),
+            })?;
+        sigpart::parse(&buf)
+    }))
 }
