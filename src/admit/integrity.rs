@@ -12,6 +12,7 @@ use crate::sys::dm::{DmError, MappedDevice};
 use crate::sys::loopdev::{self, LoopDevice};
 use crate::sys::memfd::SealedMemfd;
 use crate::sys::mount::{self, FsOption};
+use crate::verity::RootHash;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,7 @@ pub trait Activator {
         data: (u64, u64),
         hash_file: &File,
         hash: (u64, u64),
-        root_hash: &str,
+        root_hash: &RootHash,
     ) -> Result<PathBuf, String>;
 }
 
@@ -91,11 +92,10 @@ impl Activator for DeviceMapper {
         data: (u64, u64),
         hash_file: &File,
         hash: (u64, u64),
-        root_hash: &str,
+        root_hash: &RootHash,
     ) -> Result<PathBuf, String> {
         use crate::sys::dm;
         use std::os::fd::AsFd;
-        let root = crate::hex::decode(root_hash).map_err(|e| format!("root hash: {e}"))?;
         let as_block = |f: &File, (off, size): (u64, u64), what: &str| {
             let lo = loopdev::attach_readonly(f.as_fd(), off, size)
                 .map_err(|e| format!("{what}: loop device: {e}"))?;
@@ -103,7 +103,7 @@ impl Activator for DeviceMapper {
         };
         let d = as_block(data_file, data, "data")?;
         let h = as_block(hash_file, hash, "hash")?;
-        dm::activate_block_files(&d, &h, 0, &root, dm::Signature::None)
+        dm::activate_block_files(&d, &h, 0, root_hash.as_bytes(), dm::Signature::None)
             .map(|m| m.path)
             .map_err(|e| e.to_string())
     }
@@ -213,7 +213,7 @@ fn kernel_device(
         (vi.data.offset, vi.data.size),
         i.hash.source.file(),
         (i.hash.extent.offset, i.hash.extent.size),
-        &crate::hex::encode(&i.root_hash),
+        &i.root_hash,
     )
     .map_err(AdmitError::Integrity)
 }

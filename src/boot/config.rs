@@ -13,35 +13,9 @@ pub const DEFAULT_PATH: &str = "/etc/verity/boot.toml";
 /// Default location of the JSON report.
 pub const DEFAULT_REPORT: &str = "/run/verity/boot.json";
 
-/// An extension class the hook can merge.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    /// System extensions (/usr, /opt), measured into PCR 13 by default.
-    Sysext,
-    /// Configuration extensions (/etc), measured into PCR 12 by default.
-    Confext,
-}
-
-impl Class {
-    /// The name used in logs, reports and event strings.
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Sysext => "sysext",
-            Class::Confext => "confext",
-        }
-    }
-
-    /// The PCR DESIGN.md section 5 assigns by default.
-    pub fn default_pcr(self) -> u32 {
-        match self {
-            Class::Sysext => 13,
-            Class::Confext => 12,
-        }
-    }
-}
+/// An extension class the hook can merge: the image module's one [`crate::image::Class`] (the
+/// same `sysext`/`confext` names in boot.toml and the report).
+pub use crate::image::Class;
 
 /// How verified images are activated (the same values as `--integrity`).
 pub use crate::image::Integrity;

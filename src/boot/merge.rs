@@ -17,7 +17,7 @@ pub fn host_from_config(cfg: &Config) -> Host {
     h.trust = cfg.trust.clone();
     for c in [Class::Sysext, Class::Confext] {
         let cc = cfg.class(c);
-        *h.class_mut(merge_class(c)) = ClassSettings {
+        *h.class_mut(c) = ClassSettings {
             image_policy: cc.image_policy.clone(),
             pcr: Some(cfg.pcr(c)),
             noexec: cc.noexec,
@@ -32,14 +32,6 @@ pub fn host_from_config(cfg: &Config) -> Host {
     h.integrity = cfg.integrity;
     h.ratchet = cfg.ratchet;
     h
-}
-
-/// The merge engine's class for the config's.
-pub fn merge_class(c: Class) -> crate::merge::plan::Class {
-    match c {
-        Class::Sysext => crate::merge::plan::Class::Sysext,
-        Class::Confext => crate::merge::plan::Class::Confext,
-    }
 }
 
 /// The real per-class pipeline on one host; remembers the last class's overlay time for the
@@ -66,7 +58,7 @@ impl ClassPipeline for MergePipeline<'_> {
 
     fn run_class(&mut self, class: Class, _cfg: &Config) -> Result<Vec<ImageReport>, String> {
         self.overlay_micros = None;
-        let req = MergeRequest::merge(merge_class(class));
+        let req = MergeRequest::merge(class);
         let out = crate::merge::run::merge(self.host, &req).map_err(|e| e.to_string())?;
         self.overlay_micros = Some(out.overlay_micros);
         for w in &out.apply.warnings {

@@ -280,7 +280,7 @@ fn print_report(r: &Report, json: bool) {
         println!("Root hash:\t{h}");
     }
     if let Some(s) = &r.signer {
-        println!("Signer:\t{} (sha256 {})", s.subject, s.fingerprint);
+        println!("Signer:\t{} (sha256 {})", s.subject, s.fingerprint_hex());
     } else if let Some(f) = &r.claimed_fingerprint {
         println!("Signer:\tunverified, certificateFingerprint {f}");
     }

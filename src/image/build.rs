@@ -18,7 +18,6 @@ use crate::io::{FileSink, FileSource};
 use crate::verity::{
     build::build_tree, geometry::hash_start_block, BlockSink, Geometry, Params, Superblock,
 };
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -408,17 +407,13 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
 }
 
 fn copy_into(src: &FileSource, dst: &std::fs::File, at: u64, len: u64) -> Result<(), BuildError> {
-    use crate::verity::BlockSource;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < len {
-        let n = ((len - done) as usize).min(buf.len());
-        src.read_at(&mut buf[..n], done)
-            .map_err(io_err(src.path().display()))?;
-        dst.write_all_at(&buf[..n], at + done)
-            .map_err(io_err("output"))?;
-        done += n as u64;
-    }
+    use crate::io::copy::{copy_range, CopyError};
+    // The output is a new file (or a new one set to its full length): it reads as zeros where
+    // the source's holes are skipped.
+    copy_range(src, 0, len, dst, at).map_err(|e| match e {
+        CopyError::Read(e) => io_err(src.path().display())(e),
+        CopyError::Write(e) => io_err("output")(e),
+    })?;
     if at == 0 {
         dst.set_len(len).map_err(io_err("output"))?;
     }

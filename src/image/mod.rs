@@ -43,8 +43,11 @@ pub use ddi::{DissectError, DissectOptions, Dissected, Layout};
 pub use info::{AdmitAs, ImageInfo, ImageKind};
 pub use verify::{verify, Report, VerifiedImage, VerifyOptions};
 
-/// Which kind of extension an image is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+/// Which kind of extension an image is: the one class type of the crate (merge, the boot config
+/// and its report use it; rollback floors add `root` in [`crate::rollback::Class`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// A system extension (extends /usr and /opt).

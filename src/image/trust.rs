@@ -1,32 +1,10 @@
 //! Root-hash signatures for images, through the crate's [`crate::sign`] module: signing at build
 //! time, and checking against a trust store of `*.crt` files the way systemd does (spec/systemd.md
 //! 3.6: the signer must be one of the trusted certificates itself; embedded certificates are ignored;
-//! no chain or expiry checks). This file only adapts types for reports. I/O edge (reads PEM files).
+//! no chain or expiry checks). Who signed is [`crate::sign::Signer`]. I/O edge (reads PEM files).
 
-use crate::sign::{self, TrustStore};
+use crate::sign::{self, Signer, TrustStore};
 use std::path::Path;
-
-/// Who signed, for reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Signer {
-    /// SHA-256 of the certificate's DER, lower-case hex.
-    pub fingerprint: String,
-    /// Subject distinguished name.
-    pub subject: String,
-    /// The certificate (DER).
-    #[serde(skip)]
-    pub cert_der: Vec<u8>,
-}
-
-impl From<sign::Signer> for Signer {
-    fn from(s: sign::Signer) -> Self {
-        Signer {
-            fingerprint: s.fingerprint_hex(),
-            subject: s.subject,
-            cert_der: s.cert_der,
-        }
-    }
-}
 
 /// Signs the lower-case hex of `root_hash` with PEM files `key` and `cert` (detached DER PKCS#7,
 /// no signed attributes; the certificate embedded only if `embed_cert`). Returns (signature,
@@ -60,7 +38,5 @@ pub fn verify_signature(
     if trust.is_empty() {
         return Err("no trusted certificates (*.crt in the trust directories)".into());
     }
-    sign::verify_signature(sig_der, content, trust)
-        .map(Signer::from)
-        .map_err(|e| e.to_string())
+    sign::verify_signature(sig_der, content, trust).map_err(|e| e.to_string())
 }

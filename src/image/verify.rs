@@ -16,9 +16,9 @@ use super::fsread::FsType;
 use super::policy::Policy;
 use super::release::{OsRelease, Scope};
 use super::token::Verified;
-use super::trust::Signer;
 use super::Class;
 use crate::io::FileSource;
+use crate::sign::Signer;
 use crate::sys::memfd::SealedMemfd;
 use crate::verity::Geometry;
 use serde::Serialize;
@@ -187,14 +187,15 @@ impl Report {
     }
 }
 
-/// Integrity data of a verified image.
-pub struct Integrity {
+/// The verity data of a verified image: hash device, tree layout and root hash (not the
+/// activation mode, which is [`crate::image::Integrity`]).
+pub struct VerityData {
     /// The hash device (a duplicate descriptor of the image for DDIs).
     pub hash: HashDevice,
     /// Tree layout from the superblock.
     pub geometry: Geometry,
     /// Verified root hash.
-    pub root_hash: Vec<u8>,
+    pub root_hash: crate::verity::RootHash,
 }
 
 /// An image that passed every check; only [`verify`] creates it (inside [`Verified`]).
@@ -214,7 +215,7 @@ pub struct VerifiedImage {
     /// File system.
     pub fs: Option<FsType>,
     /// Verity tree (None only if the policy allowed an unprotected image).
-    pub integrity: Option<Integrity>,
+    pub integrity: Option<VerityData>,
     /// Who signed (None if the policy allowed no signature).
     pub signer: Option<Signer>,
     /// Parsed extension-release.
@@ -253,10 +254,10 @@ pub fn verify(
         return (r, Err("the image class is unknown (pass --class)".into()));
     };
     let integrity = match (d.verity, geom, claimed) {
-        (Some(hash), Some(geometry), Some(root_hash)) => Some(Integrity {
+        (Some(hash), Some(geometry), Some(root_hash)) => Some(VerityData {
             hash,
             geometry,
-            root_hash,
+            root_hash: crate::verity::RootHash::new(root_hash),
         }),
         _ => None,
     };

@@ -6,6 +6,7 @@
 //! [`crate::verity::BlockSink`] for files and block devices, which is where `verity`'s reads and
 //! writes actually happen; below `sys`, which reads images through it.
 
+pub mod copy;
 pub mod file;
 pub mod format;
 pub mod output;

@@ -41,7 +41,10 @@ pub use floors::{Change, Floors, FloorsError};
 pub use store::{FloorStore, StoreError, STATE_FILE};
 
 /// The classes floors are kept for: the two extension classes and the soft-reboot root (whose
-/// version is in its os-release).
+/// version is in its os-release). A set of its own, not [`crate::image::Class`]: a root is not an
+/// extension class (nothing merges it, it has no extension-release directory or hierarchies), but
+/// its floors live in the same state file and `rollback show` lists them with the others. Every
+/// image class maps into it (`From<image::Class>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
     /// System extensions.

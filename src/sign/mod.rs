@@ -43,6 +43,18 @@ impl Signer {
     }
 }
 
+/// The report form (`image verify --json`): `fingerprint` (lower-case hex) and `subject`; the
+/// certificate itself is not printed.
+impl serde::Serialize for Signer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Signer", 2)?;
+        st.serialize_field("fingerprint", &self.fingerprint_hex())?;
+        st.serialize_field("subject", &self.subject)?;
+        st.end()
+    }
+}
+
 /// Why a key, certificate or signature was refused. Every variant names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SignError {

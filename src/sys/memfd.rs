@@ -53,17 +53,10 @@ impl MemfdWriter {
         src_off: u64,
         len: u64,
     ) -> io::Result<()> {
-        let mut buf = crate::verity::ordered::AlignedBuf::new(1 << 20);
-        for (s, e) in src.data_ranges(src_off, src_off + len)? {
-            let mut pos = s;
-            while pos < e {
-                let n = ((e - pos) as usize).min(buf.len());
-                src.read_at(&mut buf[..n], pos)?;
-                self.write_at(&buf[..n], pos - src_off)?;
-                pos += n as u64;
-            }
-        }
-        Ok(())
+        use crate::io::copy::{copy_range, CopyError};
+        copy_range(src, src_off, len, &self.file, 0).map_err(|e| match e {
+            CopyError::Read(e) | CopyError::Write(e) => e,
+        })
     }
 
     /// Seals the memfd; afterwards writes, truncation and growth fail with EPERM, and the seals

@@ -20,6 +20,7 @@ pub mod hasher;
 pub(crate) mod ordered;
 pub(crate) mod pipeline;
 pub mod reuse;
+pub mod roothash;
 pub mod source;
 pub mod stats;
 pub mod superblock;
@@ -27,5 +28,6 @@ pub mod table;
 pub mod verify;
 
 pub use geometry::{Geometry, GeometryError, Params};
+pub use roothash::RootHash;
 pub use source::{BlockSink, BlockSource};
 pub use superblock::{Superblock, SuperblockError};

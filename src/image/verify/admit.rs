@@ -5,7 +5,7 @@
 use super::super::info::{AdmitAs, ImageInfo};
 use super::super::policy::{Policy, State};
 use super::super::treedigest;
-use super::{hex, VerifiedImage, VerifyKey};
+use super::{VerifiedImage, VerifyKey};
 use crate::gate::Bypass;
 use crate::image::Verified;
 use std::path::Path;
@@ -15,7 +15,7 @@ use std::path::Path;
 /// without a hash tree (admitted because the policy allows `unprotected`) carries that bypass.
 pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo> {
     let vi = v.get();
-    let signer = vi.signer.as_ref().map(|s| s.fingerprint.clone());
+    let signer = vi.signer.as_ref().map(|s| s.fingerprint_hex());
     let protection = match (&vi.integrity, &signer) {
         (None, _) => "unprotected",
         (Some(_), None) => "verity",
@@ -30,7 +30,7 @@ pub fn activated(v: Verified<VerifiedImage>, how: AdmitAs) -> Verified<ImageInfo
         class: vi.class,
         kind: how.kind,
         path: how.path,
-        root_hash: vi.integrity.as_ref().map(|i| hex(&i.root_hash)),
+        root_hash: vi.integrity.as_ref().map(|i| i.root_hash.to_hex()),
         signer,
         protection: protection.into(),
         tree_digest: None,

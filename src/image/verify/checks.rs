@@ -368,7 +368,7 @@ fn signature(run: &mut Run<'_>) {
                     r.push(
                         "signature",
                         Outcome::Pass,
-                        format!("signed by {} (sha256 {})", s.subject, s.fingerprint),
+                        format!("signed by {} (sha256 {})", s.subject, s.fingerprint_hex()),
                     );
                     r.signer = Some(s);
                     run.signed = true;
