@@ -269,67 +269,16 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     f.set_len(padded).map_err(io_err(fs_img.display()))?;
     let data = FileSource::from_file(f, &fs_img).map_err(io_err(fs_img.display()))?;
 
-    let params = Params {
-        alg: HashAlg::Sha256,
-        data_block_size: BLOCK as u32,
-        hash_block_size: BLOCK as u32,
-        data_blocks: padded / BLOCK,
-        salt: material(seed, "verity-salt", 32)?,
-        hash_type: 1,
-    };
-    let mut sb_uuid = [0u8; 16];
-    sb_uuid.copy_from_slice(&v4(&material(seed, "verity-uuid", 16)?).0);
-    let hs =
-        hash_start_block(0, BLOCK as u32, true).map_err(|e| BuildError::Usage(e.to_string()))?;
-    let geom = Geometry::new(params.clone(), hs).map_err(|e| BuildError::Usage(e.to_string()))?;
-    let mut tree: Vec<u8> = Vec::new();
-    tree.write_at(&Superblock::from_params(&params, sb_uuid).to_bytes(), 0)
-        .map_err(io_err("tree"))?;
-    let root = build_tree(&geom, &data, &mut tree, &|_| {})
-        .map_err(|e| BuildError::Io(format!("building the verity tree: {e}")))?;
-    tree.resize(
-        (geom.hash_end().max(tree.len() as u64)).div_ceil(BLOCK) as usize * BLOCK as usize,
-        0,
-    );
+    let (tree, root) = verity_tree(&data, padded, seed)?;
     let root_hex = crate::hex::encode(&root);
 
-    let signed = match &o.key {
-        Some((key, cert)) => {
-            let (sig, cert_der) =
-                super::trust::sign_root_hash(key, cert, &root, false).map_err(BuildError::Io)?;
-            let mut fp = [0u8; 32];
-            fp.copy_from_slice(&HashAlg::Sha256.digest(&cert_der));
-            Some(SigPart {
-                root_hash: root.clone(),
-                signature: sig,
-                cert_fingerprint: Some(fp),
-            })
-        }
-        None => None,
-    };
+    let signed = sign(o, &root)?;
     let fingerprint = signed
         .as_ref()
         .and_then(|s| s.cert_fingerprint.map(|f| crate::hex::encode(&f)));
 
     if o.sidecar {
-        let mut outputs = Vec::new();
-        let raw = PendingFile::create(&o.output).map_err(io_err(o.output.display()))?;
-        copy_into(&data, raw.file(), 0, padded)?;
-        let vp = sidecar_path(&o.output, ".verity");
-        write_atomic(&vp, &tree).map_err(io_err(vp.display()))?;
-        let rp = sidecar_path(&o.output, ".roothash");
-        write_atomic(&rp, format!("{root_hex}\n").as_bytes()).map_err(io_err(rp.display()))?;
-        outputs.extend([vp, rp]);
-        if let Some(s) = &signed {
-            let sp = sidecar_path(&o.output, ".roothash.p7s");
-            write_atomic(&sp, &s.signature).map_err(io_err(sp.display()))?;
-            outputs.push(sp);
-        } else {
-            let sp = sidecar_path(&o.output, ".roothash.p7s");
-            let _ = std::fs::remove_file(&sp);
-        }
-        raw.commit().map_err(io_err(o.output.display()))?;
-        outputs.insert(0, o.output.clone());
+        let outputs = write_sidecars(o, &data, padded, &tree, &root_hex, signed.as_ref())?;
         return Ok(Built {
             root_hash: root_hex,
             outputs,
@@ -349,29 +298,14 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     let sig_lba = align(verity_lba + verity_sectors);
     let end = sig_lba + sig_bytes.as_ref().map_or(0, |b| b.len() as u64 / SECTOR);
     let total = (end + gpt::first_usable_lba(SECTOR)).div_ceil(FIRST_LBA) * FIRST_LBA;
-    let half = |r: &[u8]| {
-        let mut g = [0u8; 16];
-        g.copy_from_slice(r);
-        Guid(g)
-    };
-    let mut parts = vec![
-        NewPartition {
-            type_guid: types.type_for(Role::Root),
-            uuid: half(&root[..16]),
-            first_lba: data_lba,
-            sectors: data_sectors,
-            attrs: gpt::ATTR_READ_ONLY,
-            name: types.label(Role::Root),
-        },
-        NewPartition {
-            type_guid: types.type_for(Role::RootVerity),
-            uuid: half(&root[root.len() - 16..]),
-            first_lba: verity_lba,
-            sectors: verity_sectors,
-            attrs: gpt::ATTR_READ_ONLY,
-            name: types.label(Role::RootVerity),
-        },
-    ];
+    let mut parts = data_and_verity(
+        types,
+        &root,
+        data_lba,
+        data_sectors,
+        verity_lba,
+        verity_sectors,
+    );
     if let Some(b) = &sig_bytes {
         parts.push(NewPartition {
             type_guid: types.type_for(Role::RootVeritySig),
@@ -404,6 +338,122 @@ pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
         outputs: vec![o.output.clone()],
         fingerprint,
     })
+}
+
+/// The superblock and hash tree of the padded file system (`padded` bytes), and the root hash.
+/// Salt and UUID come from `seed` when given, so a build can be reproduced.
+fn verity_tree(
+    data: &FileSource,
+    padded: u64,
+    seed: Option<&[u8]>,
+) -> Result<(Vec<u8>, Vec<u8>), BuildError> {
+    let params = Params {
+        alg: HashAlg::Sha256,
+        data_block_size: BLOCK as u32,
+        hash_block_size: BLOCK as u32,
+        data_blocks: padded / BLOCK,
+        salt: material(seed, "verity-salt", 32)?,
+        hash_type: 1,
+    };
+    let mut sb_uuid = [0u8; 16];
+    sb_uuid.copy_from_slice(&v4(&material(seed, "verity-uuid", 16)?).0);
+    let hs =
+        hash_start_block(0, BLOCK as u32, true).map_err(|e| BuildError::Usage(e.to_string()))?;
+    let geom = Geometry::new(params.clone(), hs).map_err(|e| BuildError::Usage(e.to_string()))?;
+    let mut tree: Vec<u8> = Vec::new();
+    tree.write_at(&Superblock::from_params(&params, sb_uuid).to_bytes(), 0)
+        .map_err(io_err("tree"))?;
+    let root = build_tree(&geom, data, &mut tree, &|_| {})
+        .map_err(|e| BuildError::Io(format!("building the verity tree: {e}")))?;
+    tree.resize(
+        (geom.hash_end().max(tree.len() as u64)).div_ceil(BLOCK) as usize * BLOCK as usize,
+        0,
+    );
+    Ok((tree, root))
+}
+
+/// The signature partition's content for `root`, if a key was given.
+fn sign(o: &BuildOptions, root: &[u8]) -> Result<Option<SigPart>, BuildError> {
+    Ok(match &o.key {
+        Some((key, cert)) => {
+            let (sig, cert_der) =
+                super::trust::sign_root_hash(key, cert, root, false).map_err(BuildError::Io)?;
+            let mut fp = [0u8; 32];
+            fp.copy_from_slice(&HashAlg::Sha256.digest(&cert_der));
+            Some(SigPart {
+                root_hash: root.to_vec(),
+                signature: sig,
+                cert_fingerprint: Some(fp),
+            })
+        }
+        None => None,
+    })
+}
+
+/// The sidecar layout: the file system as NAME.raw beside NAME.verity, NAME.roothash and (signed)
+/// NAME.roothash.p7s; a stale .p7s of an earlier signed build is removed. Returns the files.
+fn write_sidecars(
+    o: &BuildOptions,
+    data: &FileSource,
+    padded: u64,
+    tree: &[u8],
+    root_hex: &str,
+    signed: Option<&SigPart>,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let mut outputs = Vec::new();
+    let raw = PendingFile::create(&o.output).map_err(io_err(o.output.display()))?;
+    copy_into(data, raw.file(), 0, padded)?;
+    let vp = sidecar_path(&o.output, ".verity");
+    write_atomic(&vp, tree).map_err(io_err(vp.display()))?;
+    let rp = sidecar_path(&o.output, ".roothash");
+    write_atomic(&rp, format!("{root_hex}\n").as_bytes()).map_err(io_err(rp.display()))?;
+    outputs.extend([vp, rp]);
+    if let Some(s) = signed {
+        let sp = sidecar_path(&o.output, ".roothash.p7s");
+        write_atomic(&sp, &s.signature).map_err(io_err(sp.display()))?;
+        outputs.push(sp);
+    } else {
+        let sp = sidecar_path(&o.output, ".roothash.p7s");
+        let _ = std::fs::remove_file(&sp);
+    }
+    raw.commit().map_err(io_err(o.output.display()))?;
+    outputs.insert(0, o.output.clone());
+    Ok(outputs)
+}
+
+/// The data and verity partitions of a DDI; their UUIDs are the halves of the root hash, as
+/// systemd-repart sets them.
+fn data_and_verity(
+    types: &arch::ArchTypes,
+    root: &[u8],
+    data_lba: u64,
+    data_sectors: u64,
+    verity_lba: u64,
+    verity_sectors: u64,
+) -> Vec<NewPartition> {
+    let half = |r: &[u8]| {
+        let mut g = [0u8; 16];
+        g.copy_from_slice(r);
+        Guid(g)
+    };
+    vec![
+        NewPartition {
+            type_guid: types.type_for(Role::Root),
+            uuid: half(&root[..16]),
+            first_lba: data_lba,
+            sectors: data_sectors,
+            attrs: gpt::ATTR_READ_ONLY,
+            name: types.label(Role::Root),
+        },
+        NewPartition {
+            type_guid: types.type_for(Role::RootVerity),
+            uuid: half(&root[root.len() - 16..]),
+            first_lba: verity_lba,
+            sectors: verity_sectors,
+            attrs: gpt::ATTR_READ_ONLY,
+            name: types.label(Role::RootVerity),
+        },
+    ]
 }
 
 fn copy_into(src: &FileSource, dst: &std::fs::File, at: u64, len: u64) -> Result<(), BuildError> {
