@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use verity::reboot::plan::{check_init, StageRecord};
+use verity::image::ostree::check_init;
+use verity::reboot::plan::StageRecord;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = StageRecord::parse(data) {
