@@ -42,7 +42,10 @@ pub fn key(name: &str, cfg: &Config, release: Option<&OsRelease>) -> (Class, Str
 pub fn root_floor_key(name: &str, mnt: &Path) -> String {
     root_key(
         name,
-        super::release::read_os_release(mnt).ok().flatten().as_ref(),
+        crate::image::tree_release::read_os_release(mnt)
+            .ok()
+            .flatten()
+            .as_ref(),
     )
 }
 

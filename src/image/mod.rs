@@ -32,6 +32,7 @@ pub mod sidecar;
 pub mod sigpart;
 pub mod stamp;
 pub mod token;
+pub mod tree_release;
 pub mod treedigest;
 pub mod trust;
 pub mod verify;
