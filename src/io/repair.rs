@@ -40,6 +40,16 @@ pub fn open_rw(path: &Path, what: &str) -> Result<FileSource, Error> {
     FileSource::from_file(f, path).map_err(|e| Error(format!("{}: {e}", path.display())))
 }
 
+/// Opens the FEC device (read-write only when its parity is to be rebuilt).
+pub fn open_fec(path: &Path, writable: bool) -> Result<FileSource, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| Error(format!("cannot open FEC device {}: {e}", path.display())))?;
+    FileSource::from_file(file, path).map_err(|e| Error(format!("{}: {e}", path.display())))
+}
+
 /// A blocks sink over an open source's file, for the write-back.
 struct At<'a>(&'a FileSource);
 
@@ -64,19 +74,7 @@ pub fn repair(
     root: &[u8],
     progress: &dyn Progress,
 ) -> Result<Repaired, Error> {
-    let fec_path = f.device.as_path();
-    let fec_file = OpenOptions::new()
-        .read(true)
-        .write(writable_fec)
-        .open(fec_path)
-        .map_err(|e| {
-            Error(format!(
-                "cannot open FEC device {}: {e}",
-                fec_path.display()
-            ))
-        })?;
-    let fec = FileSource::from_file(fec_file, fec_path)
-        .map_err(|e| Error(format!("{}: {e}", fec_path.display())))?;
+    let fec = open_fec(f.device.as_path(), writable_fec)?;
     let (layout, _) = fec_layout(f, hash_path, geom, hash.size())?;
     let outcome = correct(
         geom, &layout, data, hash, &fec, root, data_path, hash_path, progress,

@@ -76,12 +76,7 @@ pub(super) fn verify_with_fec(
     root: &[u8],
     json_out: bool,
 ) -> CliResult {
-    let fec = FileSource::open(fec_path).map_err(|e| {
-        op_err(format!(
-            "cannot open FEC device {}: {e}",
-            fec_path.display()
-        ))
-    })?;
+    let fec = crate::io::repair::open_fec(fec_path, false).map_err(op_err)?;
     let (l, _) = layout(f, hash_path, geom, hash.size())?;
     let out = correct(
         geom,
