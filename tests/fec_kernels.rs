@@ -171,3 +171,75 @@ fn throughput_per_kernel() {
         }
     }
 }
+
+#[test]
+fn a_cpu_with_gfni_streams_parity_with_gfni() {
+    // Read independently of the crate's detection, as above: the fastest multiply-accumulate
+    // kernel the CPU has must be the one chosen.
+    use verity::sys::simd::gf_mac::{best, Kernel};
+    let x86 = cfg!(target_arch = "x86_64") && !simd_forced_off();
+    let expect = if x86 && cpu_has("gfni") && cpu_has("avx512f") && cpu_has("avx512bw") {
+        Some(Kernel::Gfni512)
+    } else if x86 && cpu_has("avx2") {
+        Some(Kernel::Avx2)
+    } else {
+        None
+    };
+    assert_eq!(best(), expect);
+}
+
+/// `format --fec-device` through the binary, once with the parity streamed during the tree pass
+/// (the default where a SIMD kernel runs) and once with `VERITY_SIMD=portable` (the round
+/// encoder reading the image again): the files must be identical, for parity on its own file and
+/// on the hash file, with a hole in the data and more than one round.
+#[test]
+fn streamed_and_round_encoded_parity_files_are_identical() {
+    let dir = std::env::temp_dir().join(format!("verity-fec-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(&data).unwrap();
+        f.write_all(&random_bytes(1500 * 4096, 1)).unwrap();
+        // 1000 blocks of hole, then data again: 3000 blocks, 12 rounds at 2 roots.
+        f.seek(SeekFrom::Start(2500 * 4096)).unwrap();
+        f.write_all(&random_bytes(500 * 4096 + 100, 2)).unwrap();
+    }
+    let run = |tag: &str, portable: bool, roots: &str, on_hash: bool| {
+        let hash = dir.join(format!("hash-{tag}"));
+        let fec = if on_hash {
+            hash.clone()
+        } else {
+            dir.join(format!("fec-{tag}"))
+        };
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_verity"));
+        cmd.args(["format", "--salt", "0badc0de", "--uuid"])
+            .arg("5b3c4a6e-1d2f-4e5a-8b7c-9d0e1f2a3b4c")
+            .arg(&data)
+            .arg(&hash)
+            .arg("--fec-device")
+            .arg(&fec)
+            .args(["--fec-roots", roots]);
+        if on_hash {
+            cmd.args(["--fec-offset", "1048576"]);
+        }
+        if portable {
+            cmd.env("VERITY_SIMD", "portable");
+        } else {
+            cmd.env_remove("VERITY_SIMD");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (std::fs::read(hash).unwrap(), std::fs::read(fec).unwrap())
+    };
+    for (roots, on_hash) in [("2", false), ("5", false), ("2", true)] {
+        let streamed = run("s", false, roots, on_hash);
+        let rounds = run("r", true, roots, on_hash);
+        assert!(streamed.1.iter().any(|&b| b != 0), "no parity written");
+        assert!(
+            streamed == rounds,
+            "roots {roots} on hash {on_hash}: parity differs"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

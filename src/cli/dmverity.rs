@@ -204,12 +204,16 @@ pub fn run(cmd: Command) -> CliResult {
 fn print_stats() {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
-        "# code paths: SHA-256 {:?}, RS parity {}",
+        "# code paths: SHA-256 {:?}, RS parity {} (rounds), {} (streamed with the tree, when it fits)",
         crate::sys::simd::sha256_mb::best_tier(),
         if crate::sys::simd::rs_avx2::available() {
             "avx2"
         } else {
             "portable"
+        },
+        match crate::sys::simd::gf_mac::best() {
+            Some(k) => format!("{k:?}"),
+            None => "off".into(),
         }
     );
     for (stage, threads, c, wall, cpu) in

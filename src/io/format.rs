@@ -6,9 +6,10 @@
 
 use super::output::PendingFile;
 use super::{FileSink, FileSource};
+use crate::verity::build::BlockTap;
 use crate::verity::build::BuildError;
 use crate::verity::fec::repair::{plan_layout, LayoutPlanError};
-use crate::verity::fec::{encode_parity, FecLayout};
+use crate::verity::fec::{encode_parity, FecLayout, ParityStream};
 use crate::verity::format::{FormatError, FormatOptions, FormatPlan, Progress};
 use crate::verity::{BlockSource, Geometry};
 use std::fs::{File, OpenOptions};
@@ -142,18 +143,32 @@ pub fn format(
             hash_path.display()
         ))
     })?;
+    // The FEC layout depends only on sizes known now, so the parity can be accumulated while the
+    // tree pass has each block in cache (one read of the data instead of two) when it fits.
+    let stream = match fec {
+        Some(f) => ParityStream::new(
+            &fec_layout(f, hash_path, &plan.geom, hash_size_after(&file, plan))?.0,
+        ),
+        None => None,
+    };
+    let tap = stream
+        .as_ref()
+        .map(|s| move |first: u64, buf: &[u8], has: &[bool]| s.absorb_run(first, buf, has));
+    let tap = tap.as_ref().map(|t| t as &BlockTap<'_>);
     let mut sink = FileSink::new(file);
     // A failed write names the hash device (the disk that is full), a failed read the data.
-    let root = plan.write(data, &mut sink, progress).map_err(|e| match e {
-        FormatError::Build(e @ BuildError::WriteHash { .. }) => {
-            err(format!("{}: {e}", hash_path.display()))
-        }
-        FormatError::Build(e) => err(format!("{}: {e}", data_path.display())),
-        FormatError::Superblock(e) => err(format!(
-            "writing superblock to {}: {e}",
-            hash_path.display()
-        )),
-    })?;
+    let root = plan
+        .write_tapped(data, &mut sink, progress, tap)
+        .map_err(|e| match e {
+            FormatError::Build(e @ BuildError::WriteHash { .. }) => {
+                err(format!("{}: {e}", hash_path.display()))
+            }
+            FormatError::Build(e) => err(format!("{}: {e}", data_path.display())),
+            FormatError::Superblock(e) => err(format!(
+                "writing superblock to {}: {e}",
+                hash_path.display()
+            )),
+        })?;
     let file = sink.into_file();
     // veritysetup extends the file to the end of the hash area, except when it wrote nothing.
     let end = plan.geom.hash_end();
@@ -165,7 +180,7 @@ pub fn format(
     }
     let fec = match fec {
         Some(f) => Some(format_parity(
-            f, hash_path, data_path, &plan.geom, data, &file, progress,
+            f, hash_path, data_path, &plan.geom, data, &file, stream, progress,
         )?),
         None => None,
     };
@@ -178,8 +193,23 @@ pub fn format(
     Ok(Formatted { root, fec })
 }
 
+/// The size the hash file will have once the tree is written: veritysetup extends a regular file
+/// to the end of the hash area (unless it writes nothing); a device keeps its size.
+fn hash_size_after(file: &File, plan: &FormatPlan) -> u64 {
+    let cur = super::file::file_size(file).unwrap_or(0);
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if plan.writes_anything() && regular {
+        cur.max(plan.geom.hash_end())
+    } else {
+        cur
+    }
+}
+
 /// Encodes the parity for a freshly built tree. `hash_file` is the (possibly temporary) hash file
-/// the tree was written to, already at its final size.
+/// the tree was written to, already at its final size. `stream` holds the data blocks' share of
+/// the parity if the tree pass computed it; it is used only if its layout is the one the files
+/// now give (else the round encoder reads everything again).
+#[allow(clippy::too_many_arguments)]
 fn format_parity(
     f: &FecSpec,
     hash_path: &Path,
@@ -187,6 +217,7 @@ fn format_parity(
     geom: &Geometry,
     data: &FileSource,
     hash_file: &File,
+    stream: Option<ParityStream>,
     progress: &dyn Progress,
 ) -> Result<(FecLayout, bool), Error> {
     let fec_path = f.device.as_path();
@@ -237,8 +268,11 @@ fn format_parity(
     };
     progress.begin("FEC parity", l.rounds());
     let mut sink = FileSink::new(fec_file);
-    encode_parity(&l, data, &hash_src, &mut sink, &|n| progress.set(n))
-        .map_err(|e| err(format!("FEC device {}: {e}", fec_path.display())))?;
+    match stream.filter(|s| *s.layout() == l) {
+        Some(s) => s.finish(data, &hash_src, &mut sink, &|n| progress.set(n)),
+        None => encode_parity(&l, data, &hash_src, &mut sink, &|n| progress.set(n)),
+    }
+    .map_err(|e| err(format!("FEC device {}: {e}", fec_path.display())))?;
     progress.end();
     sink.file()
         .sync_all()

@@ -8,6 +8,7 @@ use super::source::{BlockSink, BlockSource};
 use std::io;
 
 pub(crate) use super::pipeline::stream_layer;
+pub use super::pipeline::BlockTap;
 
 /// A failure while building, naming where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,22 @@ where
     S: BlockSource + ?Sized,
     W: BlockSink + ?Sized,
 {
+    build_tree_tapped(geom, data, out, progress, None)
+}
+
+/// [`build_tree`], showing every data block to `tap` right after it was hashed (for FEC parity
+/// computed in the same pass, [`crate::verity::fec::ParityStream`]).
+pub fn build_tree_tapped<S, W>(
+    geom: &Geometry,
+    data: &S,
+    out: &mut W,
+    progress: &dyn Fn(u64),
+    tap: Option<&BlockTap<'_>>,
+) -> Result<Vec<u8>, BuildError>
+where
+    S: BlockSource + ?Sized,
+    W: BlockSink + ?Sized,
+{
     let p = &geom.params;
     let need = geom.data_size();
     if data.size() < need {
@@ -169,6 +186,9 @@ where
         let mut block = vec![0u8; dbs];
         data.read_at(&mut block, 0)
             .map_err(|source| BuildError::ReadData { offset: 0, source })?;
+        if let Some(tap) = tap {
+            tap(0, &block, &[true]);
+        }
         progress(dbs as u64);
         return Ok(hasher.hash(&block));
     }
@@ -180,6 +200,7 @@ where
         dbs,
         p.data_blocks,
         &hasher,
+        tap,
         |first, digests| -> Result<(), BuildError> {
             for dg in digests.chunks(d) {
                 cascade.push(0, dg, out)?;

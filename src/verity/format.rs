@@ -3,7 +3,7 @@
 //! [`BlockSource`] / [`BlockSink`]. No file I/O here: `crate::io::format` opens the files, writes
 //! through a temporary file and names the device in errors; the CLI only parses and prints.
 
-use super::build::{build_tree, BuildError};
+use super::build::{build_tree_tapped, BlockTap, BuildError};
 use super::geometry::{hash_start_block, Geometry, GeometryError, Params};
 use super::superblock::Superblock;
 use super::{BlockSink, BlockSource};
@@ -203,8 +203,24 @@ impl FormatPlan {
         S: BlockSource + ?Sized,
         W: BlockSink + ?Sized,
     {
+        self.write_tapped(data, hash, progress, None)
+    }
+
+    /// [`FormatPlan::write`], showing every data block to `tap` right after it was hashed (FEC
+    /// parity in the same pass: [`crate::verity::fec::ParityStream::absorb_run`]).
+    pub fn write_tapped<S, W>(
+        &self,
+        data: &S,
+        hash: &mut W,
+        progress: &dyn Progress,
+        tap: Option<&BlockTap<'_>>,
+    ) -> Result<Vec<u8>, FormatError>
+    where
+        S: BlockSource + ?Sized,
+        W: BlockSink + ?Sized,
+    {
         progress.begin("hashing", self.geom.data_size());
-        let root = build_tree(&self.geom, data, hash, &|n| progress.set(n))?;
+        let root = build_tree_tapped(&self.geom, data, hash, &|n| progress.set(n), tap)?;
         progress.end();
         if self.superblock {
             let sb = Superblock::from_params(&self.geom.params, self.uuid);

@@ -417,6 +417,7 @@ where
         dbs,
         p.data_blocks,
         hasher,
+        None,
         |first, digests| -> Result<(), Flow> {
             walk.data(first, digests)?;
             progress((first + (digests.len() / d) as u64) * dbs as u64);

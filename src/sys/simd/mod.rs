@@ -1,5 +1,5 @@
-//! The SIMD kernels: multi-buffer SHA-256 ([`sha256_mb`]) and the Reed-Solomon parity in AVX2
-//! ([`rs_avx2`]), plus the switch that selects which code paths may run.
+//! The SIMD kernels: multi-buffer SHA-256 ([`sha256_mb`]), the Reed-Solomon parity in AVX2
+//! ([`rs_avx2`]) and GF(2^8) multiply-accumulate in GFNI or AVX2 ([`gf_mac`]), plus the switch that selects which code paths may run.
 //!
 //! This is computation, not syscalls: a bottom node of the layer graph (`tests/layering.rs`,
 //! layer L2) that imports nothing but the standard library and `sha2`, and that `verity/` calls
@@ -18,6 +18,7 @@
 //! Unset, empty or `auto`: every kernel the CPU can run (each still passes a self-test first).
 //! Read once per process.
 
+pub mod gf_mac;
 pub mod rs_avx2;
 pub mod sha256_mb;
 

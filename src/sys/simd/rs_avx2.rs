@@ -4,9 +4,9 @@
 //! the low and of the high nibble) and an XOR; the two nibble vectors are shared by all R
 //! coefficients of a row.
 //!
-//! No GFNI kernel (one `vgf2p8affineqb` per coefficient, spec/performance.md): neither the
-//! development machines nor CI (AMD EPYC Zen 3) have GFNI, so no test could run it, and untested
-//! SIMD code is not shipped. The same holds for AVX-512.
+//! This LFSR kernel has no GFNI form: where the parity fits in memory, `format` computes it with
+//! the GFNI multiply-accumulate of [`super::gf_mac`] during the tree pass instead, and this
+//! encoder serves the rest (many roots on large images, `repair --rebuild-parity`, decoding).
 //!
 //! `unsafe` here is limited to calling the `#[target_feature]` function after run-time detection
 //! and to unaligned vector loads and stores from slices that cover the bytes touched.

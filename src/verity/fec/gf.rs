@@ -80,6 +80,22 @@ pub fn alpha_pow(e: usize) -> u8 {
     EXP[e % 255]
 }
 
+/// `c` in the forms the multiply-accumulate kernels take (`crate::sys::simd::gf_mac`): the bit
+/// matrix of `x -> c * x` (column `j` is `c * 2^j`; output bit `i` reads matrix byte `7 - i`) and
+/// the products with the 16 low and the 16 high nibbles.
+pub fn mac_coef(c: u8) -> crate::sys::simd::gf_mac::Coef {
+    let mut matrix = 0u64;
+    for i in 0..8 {
+        let row = (0..8).fold(0u8, |r, j| r | (((mul(c, 1 << j) >> i) & 1) << j));
+        matrix |= (row as u64) << (8 * (7 - i));
+    }
+    crate::sys::simd::gf_mac::Coef {
+        matrix,
+        lo: std::array::from_fn(|x| mul(c, (x % 16) as u8)),
+        hi: std::array::from_fn(|x| mul(c, ((x % 16) << 4) as u8)),
+    }
+}
+
 /// Evaluates a polynomial whose coefficients are given lowest degree first at `x`.
 pub fn eval_low_first(poly: &[u8], x: u8) -> u8 {
     poly.iter().rev().fold(0u8, |acc, &c| mul(acc, x) ^ c)
@@ -116,6 +132,12 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn mac_matrices_are_the_ones_spec_performance_gives() {
+        assert_eq!(mac_coef(2).matrix, 0x8001828488102040);
+        assert_eq!(mac_coef(3).matrix, 0x8103868c983060c0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod repair;
 pub mod round;
 pub mod rs;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ pub use encode::encode_parity;
 pub use layout::FecLayout;
 pub use round::{decode_block, decode_round, RoundDecode};
 pub use rs::{Code, DecodeError};
+pub use stream::ParityStream;
 
 use std::io;
 
