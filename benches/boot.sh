@@ -23,15 +23,8 @@ R=$W/root
 mkdir -p "$R/etc" "$R/usr/share" "$R/var/lib/extensions" "$W/trust" "$W/dirs/var/lib/extensions"
 echo "ID=debian" > "$R/etc/os-release"
 cp keys/leaf.crt "$W/trust/"
-for i in $(seq 1 10); do
-    s=$W/src/ext$i
-    mkdir -p "$s/usr/lib/extension-release.d" "$s/usr/share/ext$i"
-    echo "ID=_any" > "$s/usr/lib/extension-release.d/extension-release.ext$i"
-    head -c $((16 * 1024 * 1024 - 64 * 1024)) /dev/urandom > "$s/usr/share/ext$i/payload"
-    "$V" image build --class sysext --key keys/leaf.key --cert keys/leaf.crt \
-        -o "$R/var/lib/extensions/ext$i.raw" "$s" > /dev/null
-    cp -a "$s" "$W/dirs/var/lib/extensions/ext$i"
-done
+benches/sysexts.sh "$V" "$W/src" "$R/var/lib/extensions"
+cp -a "$W"/src/ext* "$W/dirs/var/lib/extensions/"
 cp -a "$R/etc" "$R/usr" "$W/dirs/"
 
 port=$((20000 + RANDOM % 20000))
@@ -85,12 +78,8 @@ if [ -n "$SX" ]; then
 fi
 
 # Per-step medians over the runs' reports: each step summed over the ten images.
-steps=$(jq -s '[.[] | [.images[].steps[]] | group_by(.step)
-        | map({key: .[0].step, value: (map(.micros) | add)}) | from_entries]
-    | (.[0] | keys) as $k | [$k[] as $s | {key: $s, value: ([.[][$s]] | sort | .[length/2|floor] / 1000)}]
-    | from_entries' "$W"/report.*.json)
-overlay=$(jq -s '[.[].timing[0].overlayMicros] | sort | .[length/2|floor] / 1000' "$W"/report.*.json)
-accepted=$(jq '[.images[] | select(.status == "accepted")] | length' "$W/report.1.json")
+S=$(jq -s -f benches/steps.jq "$W"/report.*.json)
+steps=$(jq -c .steps_ms_sum_of_10 <<< "$S") overlay=$(jq .overlay_ms <<< "$S") accepted=$(jq .accepted <<< "$S")
 jq -cn --arg v "$(median < "$W/verity.times")" --arg s "$(median < "$W/systemd.times" 2>/dev/null)" \
     --argjson steps "$steps" --argjson overlay "$overlay" --argjson accepted "$accepted" --argjson runs "$RUNS" \
     '{work: "boot hook: 10 signed 16 MiB sysext DDIs, userspace integrity, swtpm", runs: $runs,
