@@ -229,7 +229,11 @@ fn streamed_and_round_encoded_parity_files_are_identical() {
             cmd.env_remove("VERITY_SIMD");
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         (std::fs::read(hash).unwrap(), std::fs::read(fec).unwrap())
     };
     for (roots, on_hash) in [("2", false), ("5", false), ("2", true)] {

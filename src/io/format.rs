@@ -6,7 +6,6 @@
 
 use super::output::PendingFile;
 use super::{FileSink, FileSource};
-use crate::verity::build::BlockTap;
 use crate::verity::build::BuildError;
 use crate::verity::fec::repair::{plan_layout, LayoutPlanError};
 use crate::verity::fec::{encode_parity, FecLayout, ParityStream};
@@ -151,14 +150,10 @@ pub fn format(
         ),
         None => None,
     };
-    let tap = stream
-        .as_ref()
-        .map(|s| move |first: u64, buf: &[u8], has: &[bool]| s.absorb_run(first, buf, has));
-    let tap = tap.as_ref().map(|t| t as &BlockTap<'_>);
     let mut sink = FileSink::new(file);
     // A failed write names the hash device (the disk that is full), a failed read the data.
     let root = plan
-        .write_tapped(data, &mut sink, progress, tap)
+        .write_with_parity(data, &mut sink, progress, stream.as_ref())
         .map_err(|e| match e {
             FormatError::Build(e @ BuildError::WriteHash { .. }) => {
                 err(format!("{}: {e}", hash_path.display()))

@@ -7,8 +7,9 @@ use super::hasher::BlockHasher;
 use super::source::{BlockSink, BlockSource};
 use std::io;
 
+use super::banded::stream_layer_banded;
+use super::fec::ParityStream;
 pub(crate) use super::pipeline::stream_layer;
-pub use super::pipeline::BlockTap;
 
 /// A failure while building, naming where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -156,17 +157,17 @@ where
     S: BlockSource + ?Sized,
     W: BlockSink + ?Sized,
 {
-    build_tree_tapped(geom, data, out, progress, None)
+    build_tree_with_parity(geom, data, out, progress, None)
 }
 
-/// [`build_tree`], showing every data block to `tap` right after it was hashed (for FEC parity
-/// computed in the same pass, [`crate::verity::fec::ParityStream`]).
-pub fn build_tree_tapped<S, W>(
+/// [`build_tree`], adding every data block to `parity` in the same pass (walked in FEC round
+/// order, `super::banded`). `parity`'s layout must cover the tree's data blocks.
+pub fn build_tree_with_parity<S, W>(
     geom: &Geometry,
     data: &S,
     out: &mut W,
     progress: &dyn Fn(u64),
-    tap: Option<&BlockTap<'_>>,
+    parity: Option<&ParityStream>,
 ) -> Result<Vec<u8>, BuildError>
 where
     S: BlockSource + ?Sized,
@@ -186,29 +187,25 @@ where
         let mut block = vec![0u8; dbs];
         data.read_at(&mut block, 0)
             .map_err(|source| BuildError::ReadData { offset: 0, source })?;
-        if let Some(tap) = tap {
-            tap(0, &block, &[true]);
+        if let Some(parity) = parity {
+            parity.absorb(0, &block);
         }
         progress(dbs as u64);
         return Ok(hasher.hash(&block));
     }
     let mut cascade = Cascade::new(geom, &hasher);
     let d = hasher.digest_size();
-    stream_layer(
-        data,
-        0,
-        dbs,
-        p.data_blocks,
-        &hasher,
-        tap,
-        |first, digests| -> Result<(), BuildError> {
-            for dg in digests.chunks(d) {
-                cascade.push(0, dg, out)?;
-            }
-            progress((first + (digests.len() / d) as u64) * dbs as u64);
-            Ok(())
-        },
-    )?;
+    let level0 = |first: u64, digests: &[u8]| -> Result<(), BuildError> {
+        for dg in digests.chunks(d) {
+            cascade.push(0, dg, out)?;
+        }
+        progress((first + (digests.len() / d) as u64) * dbs as u64);
+        Ok(())
+    };
+    match parity {
+        Some(parity) => stream_layer_banded(data, dbs, p.data_blocks, &hasher, parity, level0)?,
+        None => stream_layer(data, 0, dbs, p.data_blocks, &hasher, level0)?,
+    }
     Ok(cascade.root.expect("a complete tree has a root"))
 }
 

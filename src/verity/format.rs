@@ -3,7 +3,8 @@
 //! [`BlockSource`] / [`BlockSink`]. No file I/O here: `crate::io::format` opens the files, writes
 //! through a temporary file and names the device in errors; the CLI only parses and prints.
 
-use super::build::{build_tree_tapped, BlockTap, BuildError};
+use super::build::{build_tree_with_parity, BuildError};
+use super::fec::ParityStream;
 use super::geometry::{hash_start_block, Geometry, GeometryError, Params};
 use super::superblock::Superblock;
 use super::{BlockSink, BlockSource};
@@ -203,24 +204,24 @@ impl FormatPlan {
         S: BlockSource + ?Sized,
         W: BlockSink + ?Sized,
     {
-        self.write_tapped(data, hash, progress, None)
+        self.write_with_parity(data, hash, progress, None)
     }
 
-    /// [`FormatPlan::write`], showing every data block to `tap` right after it was hashed (FEC
-    /// parity in the same pass: [`crate::verity::fec::ParityStream::absorb_run`]).
-    pub fn write_tapped<S, W>(
+    /// [`FormatPlan::write`], adding every data block to `parity` in the same pass (then
+    /// [`ParityStream::finish`] adds the hash blocks and writes the parity).
+    pub fn write_with_parity<S, W>(
         &self,
         data: &S,
         hash: &mut W,
         progress: &dyn Progress,
-        tap: Option<&BlockTap<'_>>,
+        parity: Option<&ParityStream>,
     ) -> Result<Vec<u8>, FormatError>
     where
         S: BlockSource + ?Sized,
         W: BlockSink + ?Sized,
     {
         progress.begin("hashing", self.geom.data_size());
-        let root = build_tree_tapped(&self.geom, data, hash, &|n| progress.set(n), tap)?;
+        let root = build_tree_with_parity(&self.geom, data, hash, &|n| progress.set(n), parity)?;
         progress.end();
         if self.superblock {
             let sb = Superblock::from_params(&self.geom.params, self.uuid);

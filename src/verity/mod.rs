@@ -12,6 +12,7 @@
 //! because its interleaving and layout are dm-verity's own.
 
 pub mod authtree;
+pub(crate) mod banded;
 pub mod build;
 pub mod fec;
 pub mod format;

@@ -49,11 +49,6 @@ pub(crate) fn hash_run(
     }
 }
 
-/// Something that sees every data block right after it was hashed, on the thread that hashed it,
-/// while the block is still in that core's cache: `(first block, blocks back to back, which of
-/// them hold data)`. The FEC stream ([`crate::verity::fec::ParityStream::absorb_run`]) is one.
-pub type BlockTap<'a> = dyn Fn(u64, &[u8], &[bool]) + Sync + 'a;
-
 /// A thread's own read buffer.
 struct Scratch {
     buf: AlignedBuf,
@@ -63,15 +58,13 @@ struct Scratch {
 /// Streams the blocks of one layer: reads and hashes `count` blocks of `block_size` bytes from
 /// `base` on every CPU, and calls `f(first_index, digests)` on the calling thread with the
 /// digests of consecutive blocks, in order. Blocks in holes get the digest of a zero block without
-/// being read. An error from `f` stops the workers and is returned. `tap`, if given, sees every
-/// piece's blocks after hashing (block indexes counted from `base`).
+/// being read. An error from `f` stops the workers and is returned.
 pub(crate) fn stream_layer<S, F, E>(
     src: &S,
     base: u64,
     block_size: usize,
     count: u64,
     hasher: &BlockHasher,
-    tap: Option<&BlockTap<'_>>,
     mut f: F,
 ) -> Result<(), E>
 where
@@ -108,9 +101,6 @@ where
                 &zero,
                 &mut out[..n * d],
             );
-            if let Some(tap) = tap {
-                tap(first, &sc.buf[..n * block_size], &sc.has);
-            }
             clock.lap_hash();
             Ok::<(), BuildError>(())
         },
@@ -149,20 +139,12 @@ mod tests {
             let data: Vec<u8> = (0..bs * n as usize).map(|i| (i * 7 % 251) as u8).collect();
             let mut got = Vec::new();
             let mut next = 0u64;
-            stream_layer(
-                &data,
-                0,
-                bs,
-                n,
-                &h,
-                None,
-                |first, ds| -> Result<(), BuildError> {
-                    assert_eq!(first, next);
-                    next += (ds.len() / 32) as u64;
-                    got.extend_from_slice(ds);
-                    Ok(())
-                },
-            )
+            stream_layer(&data, 0, bs, n, &h, |first, ds| -> Result<(), BuildError> {
+                assert_eq!(first, next);
+                next += (ds.len() / 32) as u64;
+                got.extend_from_slice(ds);
+                Ok(())
+            })
             .unwrap();
             assert_eq!(next, n);
             let want: Vec<u8> = data.chunks(bs).flat_map(|b| h.hash(b)).collect();
@@ -179,7 +161,7 @@ mod tests {
             bad_at: 4096 * 1500 + 7,
         };
         let mut seen = 0u64;
-        let e = stream_layer(&src, 0, 4096, 2000, &h, None, |first, ds| {
+        let e = stream_layer(&src, 0, 4096, 2000, &h, |first, ds| {
             seen = first + (ds.len() / 32) as u64;
             Ok::<(), BuildError>(())
         })
@@ -196,7 +178,7 @@ mod tests {
         let h = BlockHasher::new(HashAlg::Sha256, b"", 1);
         let data = vec![3u8; 4096 * 5000];
         let mut calls = 0;
-        let r = stream_layer(&data, 0, 4096, 5000, &h, None, |_, _| {
+        let r = stream_layer(&data, 0, 4096, 5000, &h, |_, _| {
             calls += 1;
             if calls == 3 {
                 Err(BuildError::DataTooSmall { have: 0, need: 1 })

@@ -417,7 +417,6 @@ where
         dbs,
         p.data_blocks,
         hasher,
-        None,
         |first, digests| -> Result<(), Flow> {
             walk.data(first, digests)?;
             progress((first + (digests.len() / d) as u64) * dbs as u64);

@@ -123,7 +123,7 @@ impl ParityStream {
     }
 
     /// Adds the data blocks `first..` held back to back in `buf`; blocks whose `has_data` is false
-    /// are zeros and add nothing. The shape of the tree pass's tap.
+    /// are zeros and add nothing (the tree pass reports holes that way).
     pub fn absorb_run(&self, first: u64, buf: &[u8], has_data: &[bool]) {
         let bs = self.layout.block_size as usize;
         for (i, (b, &has)) in buf.chunks_exact(bs).zip(has_data).enumerate() {
