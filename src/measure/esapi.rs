@@ -10,13 +10,11 @@
 use super::tpm::{Tpm, TpmError, TpmSpec};
 use crate::digest::HashAlg;
 use std::str::FromStr;
-use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::response_code::Tss2ResponseCode;
 use tss_esapi::constants::CapabilityType;
-use tss_esapi::constants::SessionType;
-use tss_esapi::handles::{PcrHandle, SessionHandle};
+use tss_esapi::handles::PcrHandle;
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::structures::SymmetricDefinition;
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Digest, DigestValues, PcrSelectionListBuilder, PcrSlot,
 };
@@ -213,39 +211,13 @@ impl Tpm for EsapiTpm {
             })?;
             vals.set(alg(*bank), dig);
         }
-        // PCR_Extend needs an authorisation session even though the PCRs have empty auth. Not
-        // tss-esapi's `execute_with_nullauth_session`: it returns the error of the session's
-        // FlushContext over the extend's success, so a TPM lost right after an extend it answered
-        // read as a failed extend, the record was never written and the log stayed torn.
-        let session = self
-            .ctx
-            .start_auth_session(
-                None,
-                None,
-                None,
-                SessionType::Hmac,
-                SymmetricDefinition::AES_128_CFB,
-                HashingAlgorithm::Sha256,
-            )
-            .map_err(|e| classify("TPM2_StartAuthSession", e))?
-            .ok_or_else(|| TpmError::Transport {
-                op: "TPM2_StartAuthSession",
-                reason: "no session handle returned".into(),
-            })?;
-        let (attrs, mask) = SessionAttributesBuilder::new()
-            .with_decrypt(true)
-            .with_encrypt(true)
-            .build();
-        let res = self
-            .ctx
-            .tr_sess_set_attributes(session, attrs, mask)
-            .and_then(|_| {
-                self.ctx
-                    .execute_with_session(Some(session), |c| c.pcr_extend(h, vals))
-            })
-            .map_err(|e| classify("TPM2_PCR_Extend", e));
-        // The extend's outcome decides; a session left open on a TPM that went away is harmless.
-        let _ = self.ctx.flush_context(SessionHandle::from(session).into());
-        res
+        // PCR_Extend needs an authorisation even though the PCRs have empty auth. The empty
+        // password (TPM_RS_PW) adds no round trip. An HMAC session would add two (start, flush),
+        // which through a VM's emulated TPM cost most of the boot hook, and would protect nothing:
+        // unsalted and unbound, its key comes from nonces anyone on the bus sees, and the digests
+        // are not secret.
+        self.ctx
+            .execute_with_session(Some(AuthSession::Password), |c| c.pcr_extend(h, vals))
+            .map_err(|e| classify("TPM2_PCR_Extend", e))
     }
 }
