@@ -165,11 +165,8 @@ pub fn format(
             )),
         })?;
     let file = sink.into_file();
-    // veritysetup extends the file to the end of the hash area, except when it wrote nothing.
-    let end = plan.geom.hash_end();
-    let cur = super::file::file_size(&file).unwrap_or(0);
-    if plan.writes_anything() && file.metadata().map(|m| m.is_file()).unwrap_or(false) && cur < end
-    {
+    let end = hash_size_after(&file, plan);
+    if super::file::file_size(&file).unwrap_or(0) < end {
         file.set_len(end)
             .map_err(|e| err(format!("extending {}: {e}", hash_path.display())))?;
     }

@@ -20,6 +20,15 @@ pub enum BuildError {
     WriteHash { offset: u64, source: io::Error },
     #[error("data device holds {have} bytes, but {need} are needed for the requested data blocks")]
     DataTooSmall { have: u64, need: u64 },
+    #[error(
+        "the FEC parity stream covers {got} blocks of {got_bs} bytes, the tree {want} of {want_bs}"
+    )]
+    ParityLayout {
+        got: u64,
+        got_bs: u32,
+        want: u64,
+        want_bs: u32,
+    },
 }
 
 /// Reads data blocks `[first, first + count)` of `block_size` bytes into `buf` and marks which
@@ -161,7 +170,8 @@ where
 }
 
 /// [`build_tree`], adding every data block to `parity` in the same pass (walked in FEC round
-/// order, `super::banded`). `parity`'s layout must cover the tree's data blocks.
+/// order, `super::banded`). `parity`'s layout must cover the tree's data blocks, else nothing
+/// is read or written and the result is [`BuildError::ParityLayout`].
 pub fn build_tree_with_parity<S, W>(
     geom: &Geometry,
     data: &S,
@@ -180,6 +190,16 @@ where
             have: data.size(),
             need,
         });
+    }
+    if let Some(l) = parity.map(|s| s.layout()) {
+        if l.data_blocks != p.data_blocks || l.block_size != p.data_block_size {
+            return Err(BuildError::ParityLayout {
+                got: l.data_blocks,
+                got_bs: l.block_size,
+                want: p.data_blocks,
+                want_bs: p.data_block_size,
+            });
+        }
     }
     let hasher = BlockHasher::new(p.alg, &p.salt, p.hash_type);
     let dbs = p.data_block_size as usize;
@@ -305,6 +325,32 @@ mod tests {
                     &blocks.concat()[..]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_parity_stream_for_other_data_is_refused_before_anything_is_written() {
+        use crate::verity::fec::{FecLayout, ParityStream};
+        let p = Params {
+            alg: HashAlg::Sha256,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            data_blocks: 300,
+            salt: vec![7; 5],
+            hash_type: 1,
+        };
+        let g = Geometry::new(p, 0).unwrap();
+        let data = vec![1u8; 300 * 4096];
+        for (blocks, bs) in [(299u64, 4096u32), (300, 1024)] {
+            let l = FecLayout::new(bs, bs, 2, blocks, 0, 3, 0).unwrap();
+            let s = ParityStream::with_kernel(&l, None);
+            let mut out = Vec::new();
+            let e = build_tree_with_parity(&g, &data, &mut out, &|_| {}, Some(&s)).unwrap_err();
+            assert!(
+                matches!(e, BuildError::ParityLayout { got, want: 300, .. } if got == blocks),
+                "{e}"
+            );
+            assert!(out.is_empty(), "wrote {} bytes", out.len());
         }
     }
 

@@ -124,6 +124,12 @@ impl From<BuildError> for VerifyError {
                 have,
                 need,
             },
+            // Only a tree build with FEC parity checks this; verification never streams parity.
+            e @ BuildError::ParityLayout { .. } => VerifyError::Read {
+                what: "FEC parity stream",
+                offset: 0,
+                source: std::io::Error::other(e.to_string()),
+            },
         }
     }
 }
