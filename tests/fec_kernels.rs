@@ -194,6 +194,7 @@ fn a_cpu_with_gfni_streams_parity_with_gfni() {
 /// on the hash file, with a hole in the data and more than one round.
 #[test]
 fn streamed_and_round_encoded_parity_files_are_identical() {
+    use verity::sys::simd::gf_mac::Kernel;
     let dir = std::env::temp_dir().join(format!("verity-fec-stream-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("data");
@@ -213,7 +214,7 @@ fn streamed_and_round_encoded_parity_files_are_identical() {
             dir.join(format!("fec-{tag}"))
         };
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_verity"));
-        cmd.args(["format", "--salt", "0badc0de", "--uuid"])
+        cmd.args(["format", "--debug", "--salt", "0badc0de", "--uuid"])
             .arg("5b3c4a6e-1d2f-4e5a-8b7c-9d0e1f2a3b4c")
             .arg(&data)
             .arg(&hash)
@@ -234,11 +235,27 @@ fn streamed_and_round_encoded_parity_files_are_identical() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        (std::fs::read(hash).unwrap(), std::fs::read(fec).unwrap())
+        // `--debug` names the pass that computed the parity: the tree pass itself when streamed,
+        // a separate FEC pass otherwise.
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let streamed = stderr.contains("# tree hashing + FEC:");
+        assert_eq!(streamed, !stderr.contains("# fec encoding:"), "{stderr}");
+        let files = (std::fs::read(hash).unwrap(), std::fs::read(fec).unwrap());
+        (files, streamed)
     };
+    // The stream runs wherever a multiply-accumulate kernel does (checked independently of the
+    // crate's detection above), never with the portable paths forced.
+    let simd = [Kernel::Gfni512, Kernel::Avx2]
+        .into_iter()
+        .any(verity::sys::simd::gf_mac::can_run);
     for (roots, on_hash) in [("2", false), ("5", false), ("2", true)] {
-        let streamed = run("s", false, roots, on_hash);
-        let rounds = run("r", true, roots, on_hash);
+        let (streamed, used_stream) = run("s", false, roots, on_hash);
+        let (rounds, used_stream_portable) = run("r", true, roots, on_hash);
+        assert_eq!(used_stream, simd, "roots {roots}: streamed parity used");
+        assert!(
+            !used_stream_portable,
+            "the stream ran with VERITY_SIMD=portable"
+        );
         assert!(streamed.1.iter().any(|&b| b != 0), "no parity written");
         assert!(
             streamed == rounds,
